@@ -1,0 +1,3 @@
+"""radsurv CLI commands: classify."""
+
+from radsurv.cli.app import app  # noqa: F401

@@ -1,0 +1,3 @@
+"""radsurv CLI commands: data."""
+
+from radsurv.cli.app import app  # noqa: F401

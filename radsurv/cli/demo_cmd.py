@@ -1,0 +1,3 @@
+"""radsurv CLI commands: demo."""
+
+from radsurv.cli.app import app  # noqa: F401

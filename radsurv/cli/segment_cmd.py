@@ -1,0 +1,3 @@
+"""radsurv CLI commands: segment."""
+
+from radsurv.cli.app import app  # noqa: F401
