@@ -15,6 +15,7 @@ from radsurv.cli import (  # noqa: F401  (imported for their command registratio
     features_cmd,
     segment_cmd,
     survival_cmd,
+    synth_cmd,
 )
 from radsurv.cli.app import app
 from radsurv.errors import RadsurvError
