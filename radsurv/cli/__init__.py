@@ -6,8 +6,6 @@ happen inside the commands so ``radsurv --help`` stays fast.
 
 from __future__ import annotations
 
-import sys
-
 from radsurv.cli import (  # noqa: F401  (imported for their command registrations)
     classify_cmd,
     data_cmds,
@@ -18,28 +16,11 @@ from radsurv.cli import (  # noqa: F401  (imported for their command registratio
     synth_cmd,
 )
 from radsurv.cli.app import app
-from radsurv.errors import RadsurvError
 
 
 def main() -> None:
-    """Entry point of the ``radsurv`` script: RadsurvError -> one clear line and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except RadsurvError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's usage errors etc. are handled by typer itself
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            sys.exit(130)
-        raise
+    """Entry point of the ``radsurv`` script (errors are handled by the app's group class)."""
+    app()
 
 
 __all__ = ["app", "main"]

@@ -5,8 +5,24 @@ from __future__ import annotations
 import logging
 
 import typer
+from typer.core import TyperGroup
+
+from radsurv.errors import RadsurvError
+
+
+class _RadsurvGroup(TyperGroup):
+    """Turns a RadsurvError from any command into one clear line on stderr and exit code 2."""
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 (click's signature)
+        try:
+            return super().invoke(ctx)
+        except RadsurvError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+
 
 app = typer.Typer(
+    cls=_RadsurvGroup,
     name="radsurv",
     help="Radiomics and survival prediction on multimodal brain-tumour MRI (BraTS).",
     no_args_is_help=True,
