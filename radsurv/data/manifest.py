@@ -1,0 +1,626 @@
+"""The manifest (``data_manifest.csv``): the sample sheet every later command takes.
+
+One row per case: where its files are (relative to the manifest's folder), what they hold
+(slices, shape, modalities, mask, label convention, channel order), the clinical fields joined by
+case id and a content checksum. :class:`Manifest` reads it back and loads cases from it.
+
+Example
+-------
+>>> df = build_manifest(Path("demo_out/cohort"), relative_to=Path("."))  # doctest: +SKIP
+>>> write_manifest(df, Path("data_manifest.csv"))  # doctest: +SKIP
+>>> m = Manifest.read(Path("data_manifest.csv"))  # doctest: +SKIP
+>>> case = m.load_case(m.case_ids[0])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from radsurv.data.case import Case
+from radsurv.data.labels import LABEL_CONVENTIONS, MODALITIES
+from radsurv.errors import ClinicalTableError, DataError, ManifestError
+
+logger = logging.getLogger(__name__)
+
+FORMATS: tuple[str, ...] = ("kaggle", "nifti")
+
+#: Columns every manifest has, in order; label columns of ``--labels`` come before ``checksum``.
+BASE_COLUMNS: tuple[str, ...] = (
+    "case_id",
+    "format",
+    "source",
+    "files",
+    "volume",
+    "n_slices",
+    "shape",
+    "spacing",
+    "modalities",
+    "has_mask",
+    "label_convention",
+    "channel_order",
+    "grade",
+)
+CLINICAL_COLUMNS: tuple[str, ...] = ("age", "time", "event", "resection")
+CHECKSUM_COLUMN = "checksum"
+REQUIRED_COLUMNS: tuple[str, ...] = ("case_id", "format", "source")
+
+#: File names a dataset folder (e.g. a ``radsurv synth`` output) carries its tables under.
+DEFAULT_TABLES: dict[str, str] = {
+    "clinical": "survival_info.csv",
+    "name_mapping": "name_mapping.csv",
+    "labels": "pseudoprogression.csv",
+}
+_ID_COLUMNS = ("case_id", "brats20id", "brats_2020_subject_id", "subject_id", "patient_id", "id")
+
+
+def _rel(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` in POSIX form (stable across machines)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
+
+
+def _examples(ids: Iterable[str], limit: int = 5) -> str:
+    ids = sorted(ids)
+    more = f", ... (+{len(ids) - limit})" if len(ids) > limit else ""
+    return ", ".join(ids[:limit]) + more
+
+
+# ---------------------------------------------------------------------------------- checksums
+
+
+def _hash_file_stream(h: Any, path: Path) -> None:
+    """Feed a file's bytes (decompressed for .gz: independent of the zlib build) to ``h``."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read {path} for its checksum: {exc}") from exc
+
+
+def _hash_h5_slice(h: Any, path: Path) -> None:
+    """Feed the decoded datasets of one slice file to ``h``: independent of HDF5 file layout."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            for name in sorted(f.keys()):
+                obj = f[name]
+                if not isinstance(obj, h5py.Dataset):
+                    continue
+                arr = np.ascontiguousarray(obj[()])
+                arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+                h.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
+                h.update(arr.tobytes())
+    except OSError as exc:
+        raise DataError(f"cannot read slice file {path} for its checksum: {exc}") from exc
+
+
+def content_checksum(files: Sequence[Path], kind: str) -> str:
+    """Deterministic sha256 of a case's content (never of mtimes or absolute paths).
+
+    ``kind='nifti'`` hashes each file's decompressed bytes; ``kind='kaggle'`` hashes the decoded
+    datasets of each slice file, in the order given, so that the value is the same on any
+    machine and with any HDF5 / zlib build. Returns ``"sha256:<hex>"``.
+    """
+    h = hashlib.sha256()
+    for path in files:
+        h.update(f"{Path(path).name}\n".encode())
+        if kind == "kaggle":
+            _hash_h5_slice(h, Path(path))
+        else:
+            _hash_file_stream(h, Path(path))
+    return "sha256:" + h.hexdigest()
+
+
+# ------------------------------------------------------------------------------ format detect
+
+
+def detect_format(data: Path) -> str:
+    """``kaggle`` when ``data`` holds (or leads to) Kaggle slice files, else ``nifti``."""
+    data = Path(data)
+    if not data.exists():
+        raise ManifestError(f"data folder {data} does not exist")
+    for _, _, filenames in os.walk(data):
+        for name in filenames:
+            if name.endswith(".h5") and name.startswith("volume_"):
+                return "kaggle"
+            if name.endswith((".nii", ".nii.gz")):
+                return "nifti"
+    raise ManifestError(
+        f"{data} holds neither Kaggle slice files (volume_V_slice_S.h5) nor NIfTI files; "
+        "give the pack's root, the folder of slices or a folder of NIfTI case folders"
+    )
+
+
+def find_default_tables(data: Path) -> dict[str, Path]:
+    """Clinical tables that sit beside a dataset (a synth output, a BraTS release folder).
+
+    Looks in ``data`` and up to three parent folders, stopping at the first folder that holds
+    any of ``survival_info.csv``, ``name_mapping.csv``, ``pseudoprogression.csv``.
+    """
+    folder = Path(data).resolve()
+    for candidate in [folder, *list(folder.parents)[:3]]:
+        found = {
+            key: candidate / name
+            for key, name in DEFAULT_TABLES.items()
+            if (candidate / name).is_file()
+        }
+        if found:
+            return found
+    return {}
+
+
+# ------------------------------------------------------------------------------------ rows
+
+
+def _kaggle_rows(data: Path, base: Path, checksum: bool) -> list[dict[str, Any]]:
+    import h5py
+
+    from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, find_slice_dir, scan_pack
+
+    slice_dir = find_slice_dir(data)
+    volumes = scan_pack(slice_dir)
+    rows = []
+    for case_id, pack_volume in sorted(volumes.items()):
+        files = _pack_files(pack_volume)
+        try:
+            with h5py.File(files[0], "r") as f:
+                height, width = f["image"].shape[:2]
+        except (OSError, KeyError) as exc:
+            raise DataError(f"case {case_id}: cannot read slice file {files[0]}: {exc}") from exc
+        rows.append(
+            {
+                "case_id": case_id,
+                "format": "kaggle",
+                "source": _rel(slice_dir, base),
+                "files": "",
+                "volume": int(pack_volume.volume),
+                "n_slices": len(files),
+                "shape": f"{len(files)}x{height}x{width}",
+                "spacing": "1x1x1",
+                "modalities": ",".join(DEFAULT_CHANNEL_ORDER),
+                "has_mask": True,
+                "label_convention": "brats2020",
+                "channel_order": ",".join(DEFAULT_CHANNEL_ORDER),
+                CHECKSUM_COLUMN: content_checksum(files, "kaggle") if checksum else "",
+            }
+        )
+    return rows
+
+
+def _pack_files(pack_volume: Any) -> list[Path]:
+    """Slice files of a PackVolume in slice order (a list, or a dict slice -> path)."""
+    files = pack_volume.files
+    if isinstance(files, dict):
+        return [Path(files[k]) for k in sorted(files)]
+    return [Path(f) for f in files]
+
+
+def _nifti_rows(
+    data: Path,
+    base: Path,
+    checksum: bool,
+    modality_patterns: dict[str, str] | None,
+    seg_pattern: str | None,
+    label_convention: str | None,
+) -> list[dict[str, Any]]:
+    import SimpleITK as sitk
+
+    from radsurv.data.labels import detect_convention
+    from radsurv.data.nifti import find_nifti_cases, resolve_case_files
+
+    rows = []
+    for case_id, folder in find_nifti_cases(data, modality_patterns, seg_pattern).items():
+        images, seg, _ = resolve_case_files(folder, modality_patterns, seg_pattern)
+        first = images[next(m for m in MODALITIES if m in images)]
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(first))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise DataError(f"case {case_id}: cannot read NIfTI header of {first}") from exc
+        size = reader.GetSize()  # (x, y, z)
+        spacing = reader.GetSpacing()
+        convention = label_convention
+        if seg is not None and convention is None:
+            convention, reason = detect_convention(sitk.GetArrayFromImage(sitk.ReadImage(str(seg))))
+            logger.info("case %s: label convention %s detected (%s)", case_id, convention, reason)
+        entries = [f"{m}={images[m].relative_to(folder).as_posix()}" for m in images]
+        if seg is not None:
+            entries.append(f"seg={seg.relative_to(folder).as_posix()}")
+        ordered = [images[m] for m in images] + ([seg] if seg is not None else [])
+        rows.append(
+            {
+                "case_id": case_id,
+                "format": "nifti",
+                "source": _rel(folder, base),
+                "files": ";".join(entries),
+                "volume": pd.NA,
+                "n_slices": int(size[2]),
+                "shape": "x".join(str(int(s)) for s in reversed(size)),
+                "spacing": "x".join(f"{s:g}" for s in spacing),
+                "modalities": ",".join(images),
+                "has_mask": seg is not None,
+                "label_convention": convention if seg is not None else "",
+                "channel_order": "",
+                CHECKSUM_COLUMN: content_checksum(ordered, "nifti") if checksum else "",
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------- clinical
+
+
+def _report_unmatched(table: Path, table_ids: set[str], data_ids: set[str]) -> None:
+    only_table = table_ids - data_ids
+    only_data = data_ids - table_ids
+    if only_table:
+        logger.warning(
+            "%s: %d case id(s) have no images in the data and get no manifest row: %s",
+            table,
+            len(only_table),
+            _examples(only_table),
+        )
+    if only_data:
+        logger.warning(
+            "%s: %d case(s) of the data have no row there (their fields stay empty): %s",
+            table,
+            len(only_data),
+            _examples(only_data),
+        )
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise ClinicalTableError(f"cannot read table {path}: {exc}") from exc
+
+
+def _id_column(df: pd.DataFrame, path: Path, preferred: Sequence[str] = _ID_COLUMNS) -> str:
+    lower = {c.strip().lower(): c for c in df.columns}
+    for name in preferred:
+        if name in lower:
+            return lower[name]
+    raise ClinicalTableError(
+        f"{path}: no case id column (looked for {', '.join(preferred)}); columns are "
+        f"{list(df.columns)}"
+    )
+
+
+def _survival_fields(path: Path) -> pd.DataFrame:
+    from radsurv.clinical import read_survival_table
+
+    table = read_survival_table(path)
+    return table[[c for c in CLINICAL_COLUMNS if c in table.columns]]
+
+
+def _grade_fields(path: Path) -> pd.DataFrame:
+    df = _read_csv(path)
+    id_col = _id_column(df, path, ("brats_2020_subject_id", *_ID_COLUMNS))
+    grade_col = next((c for c in df.columns if c.strip().lower() == "grade"), None)
+    if grade_col is None:
+        raise ClinicalTableError(f"{path}: no Grade column; columns are {list(df.columns)}")
+    out = pd.DataFrame({"grade": df[grade_col].str.strip().replace({"NA": "", "nan": ""})})
+    out.index = df[id_col].str.strip().rename("case_id")
+    dup = out.index[out.index.duplicated()]
+    if len(dup):
+        raise ClinicalTableError(f"{path}: duplicate case ids {_examples(set(dup))}")
+    return out
+
+
+def _label_fields(path: Path) -> pd.DataFrame:
+    df = _read_csv(path)
+    id_col = _id_column(df, path)
+    out = df.drop(columns=[id_col])
+    if out.shape[1] == 0:
+        raise ClinicalTableError(f"{path}: has a case id column but no label column")
+    out.index = df[id_col].str.strip().rename("case_id")
+    dup = out.index[out.index.duplicated()]
+    if len(dup):
+        raise ClinicalTableError(f"{path}: duplicate case ids {_examples(set(dup))}")
+    taken = set(BASE_COLUMNS) | set(CLINICAL_COLUMNS) | {CHECKSUM_COLUMN}
+    return out.rename(columns={c: f"label_{c}" if c in taken else c for c in out.columns})
+
+
+def _join(df: pd.DataFrame, fields: pd.DataFrame, table: Path) -> pd.DataFrame:
+    fields = fields.copy()
+    fields.index = fields.index.astype(str)
+    _report_unmatched(table, set(fields.index), set(df.index))
+    for column in fields.columns:
+        df[column] = fields[column].reindex(df.index)
+    return df
+
+
+# ------------------------------------------------------------------------------------ build
+
+
+def build_manifest(
+    data: Path,
+    *,
+    fmt: str | None = None,
+    clinical: Path | None = None,
+    name_mapping: Path | None = None,
+    labels: Path | None = None,
+    modality_patterns: dict[str, str] | None = None,
+    seg_pattern: str | None = None,
+    label_convention: str | None = None,
+    relative_to: Path | None = None,
+    checksum: bool = True,
+) -> pd.DataFrame:
+    """Build the manifest of a dataset: one row per case.
+
+    Parameters
+    ----------
+    data
+        A Kaggle pack's root or its folder of slices, a ``radsurv synth`` output folder, or a
+        folder of NIfTI case folders.
+    fmt
+        ``kaggle`` or ``nifti``; ``None`` detects it from the files.
+    clinical, name_mapping, labels
+        Survival table (``survival_info.csv``: age, time, event, resection), name mapping
+        (``Grade``) and an endpoint label table (its label column(s) are copied as they are).
+        ``None`` uses the file of that name found beside the data (see
+        :func:`find_default_tables`), if any.
+    modality_patterns, seg_pattern, label_convention
+        NIfTI naming and label convention, as in :func:`radsurv.data.nifti.read_nifti_case`.
+    relative_to
+        Folder the source paths are stored relative to: the folder the manifest will be
+        written to. Default: the current directory (:func:`write_manifest` re-bases if needed).
+    checksum
+        Compute the content checksum (reads every file once); ``False`` leaves it empty.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``case_id`` with the columns of :data:`BASE_COLUMNS`, the clinical fields,
+        the label column(s) and ``checksum``. ``df.attrs["root"]`` is ``relative_to``.
+
+    Notes
+    -----
+    Ids present in the data but not in a table, and the reverse, are logged (WARNING) with
+    counts and examples. Cases without a table row keep empty fields; table rows without images
+    cannot be rows of the manifest and are only reported.
+    """
+    data = Path(data)
+    base = Path(relative_to) if relative_to is not None else Path.cwd()
+    fmt = fmt or detect_format(data)
+    if fmt not in FORMATS:
+        raise ManifestError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if label_convention is not None and label_convention not in LABEL_CONVENTIONS:
+        raise ManifestError(
+            f"unknown label convention {label_convention!r}; "
+            f"choose from {', '.join(LABEL_CONVENTIONS)}"
+        )
+    if fmt == "kaggle":
+        if modality_patterns or seg_pattern:
+            logger.warning("--modality/--seg apply to NIfTI data only; ignored for a Kaggle pack")
+        rows = _kaggle_rows(data, base, checksum)
+    else:
+        rows = _nifti_rows(data, base, checksum, modality_patterns, seg_pattern, label_convention)
+    df = pd.DataFrame(rows).set_index("case_id", drop=False)
+    df.index.name = None
+    df["grade"] = ""
+    for column in CLINICAL_COLUMNS:
+        df[column] = pd.NA
+    defaults = find_default_tables(data)
+    tables = {
+        "clinical": Path(clinical) if clinical else defaults.get("clinical"),
+        "name_mapping": Path(name_mapping) if name_mapping else defaults.get("name_mapping"),
+        "labels": Path(labels) if labels else defaults.get("labels"),
+    }
+    for key, path in tables.items():
+        if path is None:
+            continue
+        if not path.is_file():
+            raise ClinicalTableError(f"{key} table {path} does not exist")
+        given = {"clinical": clinical, "name_mapping": name_mapping, "labels": labels}[key]
+        how = "given" if given else "found beside the data"
+        logger.info("joining %s table %s (%s)", key.replace("_", " "), path, how)
+        reader = {
+            "clinical": _survival_fields,
+            "name_mapping": _grade_fields,
+            "labels": _label_fields,
+        }[key]
+        df = _join(df, reader(path), path)
+    df["grade"] = df["grade"].fillna("")
+    label_cols = [
+        c for c in df.columns if c not in BASE_COLUMNS + CLINICAL_COLUMNS + (CHECKSUM_COLUMN,)
+    ]
+    df = df[list(BASE_COLUMNS) + list(CLINICAL_COLUMNS) + label_cols + [CHECKSUM_COLUMN]]
+    df.attrs["root"] = str(base.resolve())
+    logger.info("manifest: %d %s case(s) from %s", len(df), fmt, data)
+    return df
+
+
+def write_manifest(df: pd.DataFrame, path: Path) -> Path:
+    """Write a manifest CSV; source paths are re-based onto ``path``'s folder when needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = df.copy()
+    root = out.attrs.get("root")
+    target = path.parent.resolve()
+    if root is not None and Path(root) != target:
+        out["source"] = [_rel(Path(root) / s, target) for s in out["source"]]
+    out.to_csv(path, index=False, lineterminator="\n")
+    logger.info("wrote manifest %s (%d cases)", path, len(out))
+    return path
+
+
+# --------------------------------------------------------------------------------- Manifest
+
+
+class Manifest:
+    """A manifest read back: its table and the cases it points to.
+
+    Attributes
+    ----------
+    path
+        The manifest file (``None`` for one built in memory).
+    root
+        Folder the source paths are relative to (the manifest's folder).
+    table
+        The rows, indexed by ``case_id``.
+    """
+
+    def __init__(self, table: pd.DataFrame, root: Path, path: Path | None = None) -> None:
+        missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+        where = path or "manifest"
+        if missing:
+            raise ManifestError(
+                f"{where}: missing column(s) {missing}; rebuild it with `radsurv manifest`"
+            )
+        ids = table["case_id"].astype(str)
+        dup = ids[ids.duplicated()]
+        if len(dup):
+            raise ManifestError(f"{where}: duplicate case ids {_examples(set(dup))}")
+        bad = sorted(set(table["format"]) - set(FORMATS))
+        if bad:
+            raise ManifestError(f"{where}: unknown format value(s) {bad}; use kaggle or nifti")
+        self.table = table.set_index(ids, drop=False).rename_axis(None)
+        self.root = Path(root)
+        self.path = path
+        self._packs: dict[Path, dict[str, Any]] = {}
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        """Read a manifest CSV written by :func:`write_manifest` / ``radsurv manifest``."""
+        path = Path(path)
+        if not path.is_file():
+            raise ManifestError(
+                f"manifest {path} does not exist; build one with `radsurv manifest`"
+            )
+        try:
+            table = pd.read_csv(
+                path,
+                dtype={"case_id": str, "source": str, "files": str, "grade": str},
+                keep_default_na=False,
+                na_values={"age": [""], "time": [""], "volume": [""]},
+            )
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+        return cls(table, path.parent, path)
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> Manifest:
+        """Wrap an in-memory :func:`build_manifest` result (paths relative to its ``root``)."""
+        return cls(table, Path(table.attrs.get("root", Path.cwd())))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        return f"Manifest({self.path or self.root}, {len(self)} cases)"
+
+    @property
+    def case_ids(self) -> list[str]:
+        """Case ids in manifest order."""
+        return list(self.table.index)
+
+    def row(self, case_id: str) -> pd.Series:
+        """The manifest row of one case (ManifestError naming the id when absent)."""
+        if case_id not in self.table.index:
+            raise ManifestError(
+                f"case {case_id!r} is not in {self.path or 'the manifest'} "
+                f"(it has {len(self)} cases, e.g. {_examples(self.case_ids, 3)})"
+            )
+        return self.table.loc[case_id]
+
+    def source_path(self, case_id: str) -> Path:
+        """Absolute folder of a case's files (case folder or slice folder)."""
+        return (self.root / str(self.row(case_id)["source"])).resolve()
+
+    def load_case(self, case_id: str, cache_dir: Path | None = None) -> Case:
+        """Load one case as recorded: Kaggle rows via the volume cache, NIfTI rows by file name.
+
+        Parameters
+        ----------
+        case_id
+            A case id of the manifest.
+        cache_dir
+            Volume cache folder for Kaggle rows (see :mod:`radsurv.data.cache`); ``None`` reads
+            the slice files directly.
+        """
+        row = self.row(case_id)
+        source = self.source_path(case_id)
+        if not source.exists():
+            raise DataError(
+                f"case {case_id}: source {source} (from {self.path or 'the manifest'}) does not "
+                "exist; the data moved? Rebuild the manifest with `radsurv manifest`"
+            )
+        if row["format"] == "kaggle":
+            return self._load_kaggle(case_id, row, source, cache_dir)
+        return self._load_nifti(case_id, row, source)
+
+    def _load_kaggle(self, case_id: str, row: pd.Series, source: Path, cache_dir: Path | None):
+        from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, read_volume, scan_pack
+
+        order_text = str(row.get("channel_order", "") or "")
+        order = tuple(order_text.split(",")) if order_text else DEFAULT_CHANNEL_ORDER
+        if source not in self._packs:
+            self._packs[source] = scan_pack(source)
+        volumes = self._packs[source]
+        if case_id not in volumes:
+            raise DataError(f"case {case_id}: no slice files for it under {source}")
+        if cache_dir is not None:
+            from radsurv.data.cache import read_volume_cached
+
+            return read_volume_cached(volumes[case_id], Path(cache_dir), order)
+        return read_volume(volumes[case_id], order)
+
+    def _load_nifti(self, case_id: str, row: pd.Series, source: Path) -> Case:
+        from radsurv.data.nifti import read_nifti_case
+
+        patterns: dict[str, str] = {}
+        seg = None
+        for entry in str(row.get("files", "") or "").split(";"):
+            if "=" not in entry:
+                continue
+            key, name = entry.split("=", 1)
+            if key == "seg":
+                seg = glob.escape(name)
+            else:
+                patterns[key] = glob.escape(name)
+        if not patterns:
+            raise ManifestError(
+                f"case {case_id}: NIfTI row of {self.path or 'the manifest'} lists no files; "
+                "rebuild the manifest with `radsurv manifest`"
+            )
+        convention = str(row.get("label_convention", "") or "") or None
+        case = read_nifti_case(source, case_id, patterns, seg, convention)
+        if seg is not None and case.labels is None:
+            raise DataError(f"case {case_id}: mask {seg} listed in the manifest is missing")
+        return case
+
+    def clinical(self) -> pd.DataFrame:
+        """The clinical columns (grade, age, time, event, resection, label columns) by case id."""
+        fixed = set(BASE_COLUMNS) | {CHECKSUM_COLUMN}
+        columns = [c for c in self.table.columns if c not in fixed or c == "grade"]
+        out = self.table[columns].copy()
+        out.index.name = "case_id"
+        if "event" in out.columns:
+            out["event"] = out["event"].map(_parse_bool)
+        return out
+
+
+def _parse_bool(value: Any) -> Any:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "1.0"):
+        return True
+    if text in ("false", "0", "0.0"):
+        return False
+    return pd.NA
