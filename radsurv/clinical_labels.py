@@ -1,7 +1,8 @@
 """Binary endpoint tables (pseudoprogression, recurrence, grade, any 0/1 outcome) -> 0/1 targets.
 
 A label table has one row per case: a case id column (``case_id``, ``Brats20ID``,
-``BraTS_2020_subject_ID``, ``ID``, ... or the one you name) and a label column given as 0/1,
+``BraTS_2020_subject_ID``, ``ID``, ...: the names :func:`radsurv.clinical.read_label_table`
+accepts, which also rejects empty and duplicate ids) and a label column given as 0/1,
 true/false or strings. The positive class is always explicit: either you name it
 (``positive="LGG"``) or the vocabulary fixes it (``pseudoprogression``/``PsP`` against
 ``progression``/``TP``/``recurrence``; ``1``/``true``/``yes`` against ``0``/``false``/``no``).
@@ -28,17 +29,6 @@ import pandas as pd
 from radsurv.errors import ClinicalTableError
 
 logger = logging.getLogger(__name__)
-
-#: Id columns recognised without ``id_column``, in order of preference (case-insensitive).
-ID_COLUMNS: tuple[str, ...] = (
-    "case_id",
-    "Brats20ID",
-    "BraTS20ID",
-    "BraTS_2020_subject_ID",
-    "subject_id",
-    "patient_id",
-    "ID",
-)
 
 #: Label columns recognised without ``label_column`` (case-insensitive).
 LABEL_COLUMNS: tuple[str, ...] = (
@@ -95,8 +85,8 @@ class BinaryLabels:
         The negative class (label 0) as a readable name.
     source
         The file the labels came from.
-    id_column, label_column
-        The columns used.
+    label_column
+        The column used.
     dropped
         Rows left out because their label was missing or unrecognised (only with
         ``drop_unknown=True``): columns ``line`` (1-based line in the file, header = 1),
@@ -107,7 +97,6 @@ class BinaryLabels:
     positive: str
     negative: str
     source: str
-    id_column: str
     label_column: str
     dropped: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["line", "case_id", "value"])
@@ -143,54 +132,40 @@ def _examples(rows: pd.DataFrame, limit: int = 5) -> str:
     return "; ".join(items) + more
 
 
-def _find_column(
-    columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, path: Path
-) -> str:
-    lower = {c.strip().lower(): c for c in columns}
-    if wanted is not None:
-        if wanted in columns:
-            return wanted
-        if wanted.strip().lower() in lower:
-            return lower[wanted.strip().lower()]
-        raise LabelTableError(
-            f"{path}: no {what} column '{wanted}'; the columns are {columns}. "
-            f"Pass one of them as the {what} column."
-        )
-    for cand in candidates:
-        if cand.lower() in lower:
-            return lower[cand.lower()]
-    return ""
-
-
 def _norm(value: str) -> str:
     return " ".join(str(value).strip().lower().split())
 
 
-def read_label_frame(path: str | Path) -> pd.DataFrame:
-    """Read a CSV/TSV label table as strings (no value is turned into NaN by pandas).
+def _label_column(path: Path, label_column: str | None) -> str:
+    """The label column: the one named, or ``label``/``target``/... or the only non-id one."""
+    from radsurv.clinical import ID_COLUMNS as CLINICAL_ID_COLUMNS
 
-    Parameters
-    ----------
-    path
-        ``.csv`` (comma) or ``.tsv``/``.txt`` (tab) file; CRLF line ends and a UTF-8 BOM are fine.
-
-    Returns
-    -------
-    pandas.DataFrame
-        All columns as ``str``; column names stripped.
-    """
-    path = Path(path)
     if not path.is_file():
         raise LabelTableError(f"{path}: label table not found; check the path.")
-    sep = "\t" if path.suffix.lower() in {".tsv", ".txt"} else ","
     try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        columns = [str(c).strip() for c in pd.read_csv(path, nrows=0, encoding="utf-8-sig")]
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise LabelTableError(f"{path}: cannot be read as CSV ({exc})") from exc
+    lower = {c.lower(): c for c in columns}
+    if label_column is not None:
+        if label_column in columns:
+            return label_column
+        if label_column.strip().lower() in lower:
+            return lower[label_column.strip().lower()]
         raise LabelTableError(
-            f"{path}: cannot be read as a {sep!r}-separated table: {exc}"
-        ) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+            f"{path}: no label column '{label_column}'; the columns are {columns}. "
+            "Name one of them with --label-column."
+        )
+    for cand in LABEL_COLUMNS:
+        if cand in lower:
+            return lower[cand]
+    rest = [c for c in columns if c.lower() not in CLINICAL_ID_COLUMNS]
+    if len(rest) != 1:
+        raise LabelTableError(
+            f"{path}: which column holds the labels? Candidates: {rest}. "
+            "Name it with --label-column (e.g. --label-column Grade)."
+        )
+    return rest[0]
 
 
 def _vocabulary_of(value: str) -> tuple[set[str], set[str], str, str] | None:
@@ -246,7 +221,7 @@ def _choose_mapping(
             f"{path}: positive class '{positive}' does not occur in column '{column}' "
             f"(labels there: {[spelling[v] for v in distinct][:10]}). Name one of them."
         )
-    return {v: 0 for v in neg_set} | {v: 1 for v in pos_set}, positive, neg_name
+    return {v: 0 for v in neg_set} | {v: 1 for v in pos_set}, spelling.get(pos, positive), neg_name
 
 
 def read_binary_labels(
@@ -255,7 +230,6 @@ def read_binary_labels(
     label_column: str | None = None,
     positive: str | None = None,
     negative: str | None = None,
-    id_column: str | None = None,
     drop_unknown: bool = False,
 ) -> BinaryLabels:
     """Read a binary endpoint table into 0/1 labels indexed by case id.
@@ -263,7 +237,7 @@ def read_binary_labels(
     Parameters
     ----------
     path
-        CSV/TSV with a case id column and a label column.
+        CSV with a case id column and a label column.
     label_column
         Column holding the labels; default: ``label``, ``target``, ``outcome``, ... or the only
         non-id column.
@@ -274,8 +248,6 @@ def read_binary_labels(
     negative
         The negative class; default: every other label (which must be a single value unless a
         vocabulary such as ``progression``/``TP``/``recurrence`` covers them all).
-    id_column
-        Case id column; default: the first of :data:`ID_COLUMNS` present.
     drop_unknown
         Drop rows with missing or unrecognised labels (reported in ``dropped`` and the log)
         instead of raising.
@@ -290,43 +262,14 @@ def read_binary_labels(
         Missing columns, missing or duplicate ids, missing/unknown labels (without
         ``drop_unknown``), a single class, or an ambiguous positive class.
     """
+    from radsurv.clinical import read_label_table
+
     path = Path(path)
-    frame = read_label_frame(path)
-    columns = list(frame.columns)
-    id_col = _find_column(columns, id_column, ID_COLUMNS, "id", path)
-    if not id_col:
-        raise LabelTableError(
-            f"{path}: no case id column found among {columns}; expected one of "
-            f"{list(ID_COLUMNS)}. Name it with --id-column."
-        )
-    lab_col = _find_column(columns, label_column, LABEL_COLUMNS, "label", path)
-    if not lab_col:
-        rest = [c for c in columns if c != id_col]
-        if len(rest) != 1:
-            raise LabelTableError(
-                f"{path}: which column holds the labels? Candidates: {rest}. "
-                "Name it with --label-column (e.g. --label-column Grade)."
-            )
-        lab_col = rest[0]
-    if lab_col == id_col:
-        raise LabelTableError(f"{path}: the id and label columns are both '{id_col}'.")
-
-    ids = frame[id_col].str.strip()
-    lines = pd.Series(np.arange(len(frame)) + 2, index=frame.index)  # header is line 1
-    bad_id = ids.str.lower().isin(MISSING_VALUES)
-    if bad_id.any():
-        raise LabelTableError(
-            f"{path}: column '{id_col}' is empty at lines {lines[bad_id].tolist()[:10]}; "
-            "every row needs a case id."
-        )
-    dup = ids.duplicated(keep=False)
-    if dup.any():
-        examples = [f"{i} (line {ln})" for i, ln in zip(ids[dup], lines[dup], strict=True)][:6]
-        raise LabelTableError(
-            f"{path}: duplicate case ids in column '{id_col}': {examples}. Keep one row per case."
-        )
-
-    raw = frame[lab_col]
+    lab_col = _label_column(path, label_column)
+    raw = read_label_table(path, label_column=lab_col)  # validates ids (empty, duplicates)
+    ids = pd.Series(raw.index.astype(str), index=raw.index)
+    lines = pd.Series(np.arange(len(raw)) + 2, index=raw.index)  # header is line 1
+    raw = raw.fillna("").astype(str).str.strip()
     normed = raw.map(_norm)
     missing = normed.isin(MISSING_VALUES)
     spelling: dict[str, str] = {}
@@ -335,10 +278,13 @@ def read_binary_labels(
     mapping, pos_name, neg_name = _choose_mapping(spelling, positive, negative, path, lab_col)
     coded = normed.map(mapping)
     unknown = coded.isna()
-    dropped = pd.DataFrame({"line": lines[unknown], "case_id": ids[unknown], "value": raw[unknown]})
+    shown = raw.where(~missing, "<missing>")
+    dropped = pd.DataFrame(
+        {"line": lines[unknown], "case_id": ids[unknown], "value": shown[unknown]}
+    )
     if unknown.any():
         what = (
-            f"{int(unknown.sum())} of {len(frame)} rows of {path} have a missing or unrecognised "
+            f"{int(unknown.sum())} of {len(raw)} rows of {path} have a missing or unrecognised "
             f"label in column '{lab_col}' ({_examples(dropped)})"
         )
         if not drop_unknown:
@@ -357,7 +303,6 @@ def read_binary_labels(
         positive=str(pos_name),
         negative=str(neg_name),
         source=str(path),
-        id_column=id_col,
         label_column=lab_col,
         dropped=dropped.reset_index(drop=True),
     )
