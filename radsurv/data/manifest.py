@@ -60,7 +60,6 @@ DEFAULT_TABLES: dict[str, str] = {
     "name_mapping": "name_mapping.csv",
     "labels": "pseudoprogression.csv",
 }
-_ID_COLUMNS = ("case_id", "brats20id", "brats_2020_subject_id", "subject_id", "patient_id", "id")
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -164,6 +163,26 @@ def find_default_tables(data: Path) -> dict[str, Path]:
 # ------------------------------------------------------------------------------------ rows
 
 
+def _kaggle_content(files: Sequence[Path], channel_order: Sequence[str]) -> tuple[str, list[str]]:
+    """Checksum of a volume's slices and the channels that hold any non-zero voxel."""
+    import h5py
+
+    h = hashlib.sha256()
+    nonzero = np.zeros(len(channel_order), dtype=bool)
+    for path in files:
+        h.update(f"{path.name}\n".encode())
+        _hash_h5_slice(h, path)
+        try:
+            with h5py.File(path, "r") as f:
+                image = np.asarray(f["image"][()])
+        except (OSError, KeyError) as exc:
+            raise DataError(f"slice file {path}: cannot read its image: {exc}") from exc
+        if image.ndim == 3 and image.shape[-1] == len(channel_order):
+            nonzero |= np.any(image != 0, axis=(0, 1))
+    present = [m for m, keep in zip(channel_order, nonzero, strict=True) if keep]
+    return "sha256:" + h.hexdigest(), present
+
+
 def _kaggle_rows(data: Path, base: Path, checksum: bool) -> list[dict[str, Any]]:
     import h5py
 
@@ -171,6 +190,7 @@ def _kaggle_rows(data: Path, base: Path, checksum: bool) -> list[dict[str, Any]]
 
     slice_dir = find_slice_dir(data)
     volumes = scan_pack(slice_dir)
+    order = list(DEFAULT_CHANNEL_ORDER)
     rows = []
     for case_id, pack_volume in sorted(volumes.items()):
         files = _pack_files(pack_volume)
@@ -179,6 +199,8 @@ def _kaggle_rows(data: Path, base: Path, checksum: bool) -> list[dict[str, Any]]
                 height, width = f["image"].shape[:2]
         except (OSError, KeyError) as exc:
             raise DataError(f"case {case_id}: cannot read slice file {files[0]}: {exc}") from exc
+        # a modality the case lacks is stored as an all-zero channel (write_kaggle_volume)
+        digest, present = _kaggle_content(files, order) if checksum else ("", order)
         rows.append(
             {
                 "case_id": case_id,
@@ -189,11 +211,11 @@ def _kaggle_rows(data: Path, base: Path, checksum: bool) -> list[dict[str, Any]]
                 "n_slices": len(files),
                 "shape": f"{len(files)}x{height}x{width}",
                 "spacing": "1x1x1",
-                "modalities": ",".join(DEFAULT_CHANNEL_ORDER),
+                "modalities": ",".join(present),
                 "has_mask": True,
                 "label_convention": "brats2020",
-                "channel_order": ",".join(DEFAULT_CHANNEL_ORDER),
-                CHECKSUM_COLUMN: content_checksum(files, "kaggle") if checksum else "",
+                "channel_order": ",".join(order),
+                CHECKSUM_COLUMN: digest,
             }
         )
     return rows
@@ -207,6 +229,23 @@ def _pack_files(pack_volume: Any) -> list[Path]:
     return [Path(f) for f in files]
 
 
+def dataset_convention(values: dict[str, set[int]]) -> tuple[str, str]:
+    """One label convention for a whole dataset from the mask values of its cases.
+
+    Per case, a mask with 3 but no 4 would read as BraTS 2023; across a dataset, any case
+    holding both 3 and 4 makes 3 the non-enhancing core of BraTS 2015 for every case.
+    Returns ``(convention, reason)``.
+    """
+    from radsurv.data.labels import detect_convention
+
+    union = set().union(*values.values()) if values else set()
+    convention, reason = detect_convention(np.array(sorted(union or {0})))
+    both = sorted(c for c, v in values.items() if {3, 4} <= v)
+    if convention == "brats2015" and both:
+        reason = f"{len(both)} case(s) hold both 3 and 4 (e.g. {both[0]}): BraTS 2015 (3 = NET)"
+    return convention, f"over {len(values)} mask(s), {reason}"
+
+
 def _nifti_rows(
     data: Path,
     base: Path,
@@ -217,10 +256,10 @@ def _nifti_rows(
 ) -> list[dict[str, Any]]:
     import SimpleITK as sitk
 
-    from radsurv.data.labels import detect_convention
     from radsurv.data.nifti import find_nifti_cases, resolve_case_files
 
     rows = []
+    seg_values: dict[str, set[int]] = {}
     for case_id, folder in find_nifti_cases(data, modality_patterns, seg_pattern).items():
         images, seg, _ = resolve_case_files(folder, modality_patterns, seg_pattern)
         first = images[next(m for m in MODALITIES if m in images)]
@@ -232,10 +271,12 @@ def _nifti_rows(
             raise DataError(f"case {case_id}: cannot read NIfTI header of {first}") from exc
         size = reader.GetSize()  # (x, y, z)
         spacing = reader.GetSpacing()
-        convention = label_convention
-        if seg is not None and convention is None:
-            convention, reason = detect_convention(sitk.GetArrayFromImage(sitk.ReadImage(str(seg))))
-            logger.info("case %s: label convention %s detected (%s)", case_id, convention, reason)
+        if seg is not None and label_convention is None:
+            try:
+                mask = sitk.GetArrayFromImage(sitk.ReadImage(str(seg)))
+            except RuntimeError as exc:
+                raise DataError(f"case {case_id}: cannot read mask {seg}") from exc
+            seg_values[case_id] = {int(v) for v in np.unique(mask)}
         entries = [f"{m}={images[m].relative_to(folder).as_posix()}" for m in images]
         if seg is not None:
             entries.append(f"seg={seg.relative_to(folder).as_posix()}")
@@ -252,52 +293,25 @@ def _nifti_rows(
                 "spacing": "x".join(f"{s:g}" for s in spacing),
                 "modalities": ",".join(images),
                 "has_mask": seg is not None,
-                "label_convention": convention if seg is not None else "",
+                "label_convention": label_convention if seg is not None else "",
                 "channel_order": "",
                 CHECKSUM_COLUMN: content_checksum(ordered, "nifti") if checksum else "",
             }
         )
+    if seg_values:
+        convention, reason = dataset_convention(seg_values)
+        logger.info(
+            "label convention %s detected (%s); pass --label-convention to fix it",
+            convention,
+            reason,
+        )
+        for row in rows:
+            if row["has_mask"]:
+                row["label_convention"] = convention
     return rows
 
 
 # --------------------------------------------------------------------------------- clinical
-
-
-def _report_unmatched(table: Path, table_ids: set[str], data_ids: set[str]) -> None:
-    only_table = table_ids - data_ids
-    only_data = data_ids - table_ids
-    if only_table:
-        logger.warning(
-            "%s: %d case id(s) have no images in the data and get no manifest row: %s",
-            table,
-            len(only_table),
-            _examples(only_table),
-        )
-    if only_data:
-        logger.warning(
-            "%s: %d case(s) of the data have no row there (their fields stay empty): %s",
-            table,
-            len(only_data),
-            _examples(only_data),
-        )
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise ClinicalTableError(f"cannot read table {path}: {exc}") from exc
-
-
-def _id_column(df: pd.DataFrame, path: Path, preferred: Sequence[str] = _ID_COLUMNS) -> str:
-    lower = {c.strip().lower(): c for c in df.columns}
-    for name in preferred:
-        if name in lower:
-            return lower[name]
-    raise ClinicalTableError(
-        f"{path}: no case id column (looked for {', '.join(preferred)}); columns are "
-        f"{list(df.columns)}"
-    )
 
 
 def _survival_fields(path: Path) -> pd.DataFrame:
@@ -308,40 +322,40 @@ def _survival_fields(path: Path) -> pd.DataFrame:
 
 
 def _grade_fields(path: Path) -> pd.DataFrame:
-    df = _read_csv(path)
-    id_col = _id_column(df, path, ("brats_2020_subject_id", *_ID_COLUMNS))
-    grade_col = next((c for c in df.columns if c.strip().lower() == "grade"), None)
-    if grade_col is None:
-        raise ClinicalTableError(f"{path}: no Grade column; columns are {list(df.columns)}")
-    out = pd.DataFrame({"grade": df[grade_col].str.strip().replace({"NA": "", "nan": ""})})
-    out.index = df[id_col].str.strip().rename("case_id")
-    dup = out.index[out.index.duplicated()]
-    if len(dup):
-        raise ClinicalTableError(f"{path}: duplicate case ids {_examples(set(dup))}")
-    return out
+    from radsurv.clinical import read_name_mapping
+
+    return read_name_mapping(path)[["grade"]]
 
 
 def _label_fields(path: Path) -> pd.DataFrame:
-    df = _read_csv(path)
-    id_col = _id_column(df, path)
-    out = df.drop(columns=[id_col])
-    if out.shape[1] == 0:
-        raise ClinicalTableError(f"{path}: has a case id column but no label column")
-    out.index = df[id_col].str.strip().rename("case_id")
-    dup = out.index[out.index.duplicated()]
-    if len(dup):
-        raise ClinicalTableError(f"{path}: duplicate case ids {_examples(set(dup))}")
+    from radsurv.clinical import read_label_table
+
+    labels = read_label_table(path)
     taken = set(BASE_COLUMNS) | set(CLINICAL_COLUMNS) | {CHECKSUM_COLUMN}
-    return out.rename(columns={c: f"label_{c}" if c in taken else c for c in out.columns})
+    name = f"label_{labels.name}" if labels.name in taken else str(labels.name)
+    return labels.rename(name).to_frame()
+
+
+_TABLE_READERS = {
+    "clinical": _survival_fields,
+    "name_mapping": _grade_fields,
+    "labels": _label_fields,
+}
 
 
 def _join(df: pd.DataFrame, fields: pd.DataFrame, table: Path) -> pd.DataFrame:
-    fields = fields.copy()
-    fields.index = fields.index.astype(str)
-    _report_unmatched(table, set(fields.index), set(df.index))
-    for column in fields.columns:
-        df[column] = fields[column].reindex(df.index)
-    return df
+    """Left-join a clinical table by case id; ids on one side only are logged, never dropped."""
+    from radsurv.clinical import join_tables
+
+    joined = join_tables(
+        df.drop(columns=[c for c in fields.columns if c in df.columns]),
+        fields,
+        how="left",
+        left_name="data",
+        right_name=table.name,
+    ).table
+    joined.index = joined.index.rename(None)
+    return joined
 
 
 # ------------------------------------------------------------------------------------ build
@@ -412,34 +426,24 @@ def build_manifest(
         rows = _nifti_rows(data, base, checksum, modality_patterns, seg_pattern, label_convention)
     df = pd.DataFrame(rows).set_index("case_id", drop=False)
     df.index.name = None
-    df["grade"] = ""
-    for column in CLINICAL_COLUMNS:
-        df[column] = pd.NA
     defaults = find_default_tables(data)
-    tables = {
-        "clinical": Path(clinical) if clinical else defaults.get("clinical"),
-        "name_mapping": Path(name_mapping) if name_mapping else defaults.get("name_mapping"),
-        "labels": Path(labels) if labels else defaults.get("labels"),
-    }
-    for key, path in tables.items():
+    given = {"clinical": clinical, "name_mapping": name_mapping, "labels": labels}
+    for key, reader in _TABLE_READERS.items():
+        path = Path(given[key]) if given[key] else defaults.get(key)
         if path is None:
             continue
         if not path.is_file():
-            raise ClinicalTableError(f"{key} table {path} does not exist")
-        given = {"clinical": clinical, "name_mapping": name_mapping, "labels": labels}[key]
-        how = "given" if given else "found beside the data"
+            raise ClinicalTableError(f"{key.replace('_', ' ')} table {path} does not exist")
+        how = "given" if given[key] else "found beside the data"
         logger.info("joining %s table %s (%s)", key.replace("_", " "), path, how)
-        reader = {
-            "clinical": _survival_fields,
-            "name_mapping": _grade_fields,
-            "labels": _label_fields,
-        }[key]
         df = _join(df, reader(path), path)
-    df["grade"] = df["grade"].fillna("")
-    label_cols = [
-        c for c in df.columns if c not in BASE_COLUMNS + CLINICAL_COLUMNS + (CHECKSUM_COLUMN,)
-    ]
-    df = df[list(BASE_COLUMNS) + list(CLINICAL_COLUMNS) + label_cols + [CHECKSUM_COLUMN]]
+    for column in CLINICAL_COLUMNS:
+        if column not in df.columns:
+            df[column] = pd.NA
+    df["grade"] = df["grade"].fillna("") if "grade" in df.columns else ""
+    fixed = (*BASE_COLUMNS, *CLINICAL_COLUMNS, CHECKSUM_COLUMN)
+    label_cols = [c for c in df.columns if c not in fixed]
+    df = df[[*BASE_COLUMNS, *CLINICAL_COLUMNS, *label_cols, CHECKSUM_COLUMN]]
     df.attrs["root"] = str(base.resolve())
     logger.info("manifest: %d %s case(s) from %s", len(df), fmt, data)
     return df
@@ -610,6 +614,9 @@ class Manifest:
         columns = [c for c in self.table.columns if c not in fixed or c == "grade"]
         out = self.table[columns].copy()
         out.index.name = "case_id"
+        for column in out.columns:
+            if out[column].dtype == object:
+                out[column] = out[column].replace("", pd.NA)
         if "event" in out.columns:
             out["event"] = out["event"].map(_parse_bool)
         return out
