@@ -1,0 +1,138 @@
+"""The configuration a segmentation checkpoint carries: what the model expects and how it was built.
+
+Everything that decides whether a model can be applied to a case lives here, so a checkpoint can
+refuse mismatching data (other modalities, other dimensionality) with a clear message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from radsurv.data.labels import MODALITIES
+from radsurv.errors import ConfigError
+
+# Output channels of the region-based model, in order (sigmoid each; nested WT > TC > ET).
+REGION_OUTPUTS: tuple[str, ...] = ("WT", "TC", "ET")
+NORMALISATIONS: tuple[str, ...] = ("zscore_foreground",)
+DIMS: tuple[str, ...] = ("2d", "3d")
+
+
+@dataclass
+class SegmentationConfig:
+    """What a segmentation model expects and how it was built.
+
+    Attributes
+    ----------
+    dim
+        ``"2d"`` (axial slices, MONAI UNet) or ``"3d"`` (patches, MONAI SegResNet).
+    modalities
+        Input channels, in order (canonical modality names).
+    label_scheme
+        ``"regions"``: sigmoid outputs WT, TC, ET converted to canonical labels 1, 2, 4.
+    normalisation
+        ``"zscore_foreground"``: each channel z-scored over the head (voxels differing from the
+        background value), background set to 0.
+    patch_size
+        Training crop in voxels: (y, x) for 2D, (z, y, x) for 3D.
+    channels, strides, num_res_units
+        Network hyper-parameters (UNet feature widths and down-sampling; SegResNet uses
+        ``channels[0]`` as ``init_filters``).
+    threshold
+        Probability threshold of each sigmoid output.
+    """
+
+    dim: str = "2d"
+    modalities: list[str] = field(default_factory=lambda: ["flair", "t1", "t1gd", "t2"])
+    label_scheme: str = "regions"
+    normalisation: str = "zscore_foreground"
+    patch_size: list[int] = field(default_factory=lambda: [128, 128])
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
+    strides: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    num_res_units: int = 1
+    dropout: float = 0.0
+    threshold: float = 0.5
+    outputs: list[str] = field(default_factory=lambda: list(REGION_OUTPUTS))
+
+    @property
+    def in_channels(self) -> int:
+        """Number of input channels (one per modality)."""
+        return len(self.modalities)
+
+    @property
+    def out_channels(self) -> int:
+        """Number of output channels (WT, TC, ET)."""
+        return len(self.outputs)
+
+    @property
+    def divisor(self) -> int:
+        """Spatial sizes the network accepts are multiples of this."""
+        d = 1
+        for s in self.strides:
+            d *= s
+        return d
+
+    def validate(self) -> SegmentationConfig:
+        """Raise :class:`ConfigError` on an inconsistent configuration; return self."""
+        if self.dim not in DIMS:
+            raise ConfigError(f"segmentation dim {self.dim!r} unknown; choose 2d or 3d")
+        if not self.modalities:
+            raise ConfigError("segmentation needs at least one input modality")
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown:
+            raise ConfigError(
+                f"unknown modality(ies) {unknown}; choose from {', '.join(MODALITIES)}"
+            )
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(f"modalities {self.modalities} repeat a name")
+        if self.label_scheme != "regions":
+            raise ConfigError(f"label scheme {self.label_scheme!r} unknown; only 'regions'")
+        if self.normalisation not in NORMALISATIONS:
+            raise ConfigError(
+                f"normalisation {self.normalisation!r} unknown; choose {', '.join(NORMALISATIONS)}"
+            )
+        n_spatial = 2 if self.dim == "2d" else 3
+        if len(self.patch_size) != n_spatial:
+            raise ConfigError(
+                f"patch_size {self.patch_size} must have {n_spatial} entries for {self.dim}"
+            )
+        if self.dim == "2d" and len(self.strides) != len(self.channels) - 1:
+            raise ConfigError("2d UNet needs len(strides) == len(channels) - 1")
+        bad = [p for p in self.patch_size if p % self.divisor]
+        if bad:
+            raise ConfigError(
+                f"patch_size {self.patch_size} must be multiples of {self.divisor} "
+                "(the network's total down-sampling)"
+            )
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold {self.threshold} must lie in (0, 1)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON- and ``torch.load(weights_only=True)``-safe)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentationConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"segmentation config has unknown keys {unknown}")
+        return cls(
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+        ).validate()
+
+    @classmethod
+    def default(cls, dim: str = "2d", modalities: list[str] | None = None) -> SegmentationConfig:
+        """Sensible defaults for ``dim`` (2D: UNet on 128x128 crops; 3D: SegResNet on 96^3)."""
+        mods = list(modalities) if modalities else ["flair", "t1", "t1gd", "t2"]
+        if dim == "3d":
+            return cls(
+                dim="3d",
+                modalities=mods,
+                patch_size=[96, 96, 96],
+                channels=[16],
+                strides=[2, 2, 2],
+            ).validate()
+        return cls(dim=dim, modalities=mods).validate()
