@@ -116,3 +116,96 @@ def convert(
         for result in report.failed:
             typer.echo(f"failed: {result.case_id}: {result.error}", err=True)
         raise typer.Exit(1)
+
+
+# --- check (validate a dataset; confirm the image channel order) ------------------------------
+
+
+@app.command("check")
+def check(
+    data: Path = typer.Argument(..., help="Kaggle pack root or folder of volume_*_slice_*.h5."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help='Write {"cases": [{"case_id", "ok", "problems"}]} to this file.'
+    ),
+    channels: bool = typer.Option(
+        False,
+        "--channels",
+        help="Also report per image channel the mean intensity in ET, NCR, ED vs normal brain "
+        "and whether the data agree with --channel-order.",
+    ),
+    channel_order: str = typer.Option(
+        "flair,t1,t1gd,t2", "--channel-order", help="Modality of each image channel."
+    ),
+    channels_json: Path | None = typer.Option(
+        None, "--channels-json", help="Write the channel report (with --channels) as JSON."
+    ),
+    fmt: str = typer.Option("auto", "--format", help="Dataset layout (auto: detected)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Validate every case of a dataset: a table of cases and problems; exit 1 if any is bad.
+
+    With --channels, also exit 1 when the data disagree with the channel order.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from radsurv.data.check import ChannelStats, check_dataset
+
+    console = Console()
+    stats = ChannelStats(channel_order) if channels else None
+    with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar:
+        task = bar.add_task("checking", total=None)
+
+        def advance(result, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=result.case_id)
+
+        report = check_dataset(
+            data,
+            channel_order,
+            fmt=fmt,
+            on_case=stats.add if stats is not None else None,
+            on_progress=advance,
+        )
+    table = Table(title=f"radsurv check {data}")
+    for column in ("case", "status", "file", "problem"):
+        table.add_column(column, overflow="fold")
+    for case in report.cases:
+        if case.ok:
+            table.add_row(case.case_id, "[green]ok[/green]", "", "")
+        for i, p in enumerate(case.problems):
+            status = "[red]BAD[/red]" if i == 0 else ""
+            table.add_row(case.case_id if i == 0 else "", status, Path(p.file).name, p.problem)
+    console.print(table)
+    console.print(report.summary())
+    if json_out is not None:
+        report.write_json(json_out)
+        console.print(f"wrote {json_out}")
+    disagree = False
+    if stats is not None:
+        channel_report = stats.report()
+        ctable = Table(title="image channels: mean intensity (contrast vs normal brain, in sd)")
+        for column in ("channel", "configured", "cases", "brain", "ET", "NCR", "ED"):
+            ctable.add_column(column, justify="right")
+        for index, row in channel_report.table.iterrows():
+            cells = [
+                f"{row[f'{r}_mean']:.2f} ({row[f'{r}_contrast']:+.2f})"
+                if row[f"{r}_mean"] == row[f"{r}_mean"]
+                else "-"
+                for r in ("ET", "NCR", "ED")
+            ]
+            brain = f"{row['brain_mean']:.2f}"
+            ctable.add_row(str(index), row["modality"], str(row["cases"]), brain, *cells)
+        console.print(ctable)
+        colour = {True: "green", False: "red", None: "yellow"}[channel_report.agrees]
+        console.print(f"[{colour}]{channel_report.verdict}[/{colour}]", highlight=False)
+        for note in channel_report.notes:
+            console.print(f"note: {note}", highlight=False)
+        if channels_json is not None:
+            channels_json.write_text(json.dumps(channel_report.to_dict(), indent=2) + "\n")
+            console.print(f"wrote {channels_json}")
+        disagree = channel_report.agrees is False
+    if not report.ok or disagree:
+        raise typer.Exit(1)
