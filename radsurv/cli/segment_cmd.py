@@ -1,3 +1,125 @@
-"""radsurv CLI commands: segment."""
+"""radsurv CLI commands: ``radsurv segment train | predict | evaluate``.
 
-from radsurv.cli.app import app  # noqa: F401
+torch and MONAI are imported inside the command bodies so ``radsurv --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from radsurv.cli.app import app
+
+seg_app = typer.Typer(
+    help="Tumour segmentation with MONAI: train a model, predict masks, score them.",
+    no_args_is_help=True,
+)
+app.add_typer(seg_app, name="segment")
+
+_DEVICE_HELP = "auto (CUDA when available), cuda or cpu."
+
+
+@seg_app.command("train")
+def train(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest CSV (cases with masks)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Best checkpoint, e.g. model.pt."),
+    dim: str = typer.Option("2d", "--dim", help="2d (axial slices, UNet) or 3d (SegResNet)."),
+    epochs: int = typer.Option(40, "--epochs", help="Number of epochs."),
+    time_limit: float | None = typer.Option(
+        None, "--time-limit", help="Stop cleanly after this many minutes, keeping the best model."
+    ),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    val_fraction: float = typer.Option(
+        0.2, "--val-fraction", help="Fraction of cases (rounded down) for validation Dice."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, weights and sampling."),
+    modalities: str | None = typer.Option(
+        None, "--modalities", help="Input channels in order, e.g. flair,t1gd (default: all)."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Default: 16 CPU, 32 CUDA."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", help="Batches/epoch."),
+    lr: float = typer.Option(3e-3, "--lr", help="Initial learning rate (AdamW, poly decay)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT's .last checkpoint."),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."
+    ),
+) -> None:
+    """Train a segmentation model on the manifest's labelled cases."""
+    from radsurv.data.labels import parse_modalities
+    from radsurv.segmentation import train_segmentation
+
+    result = train_segmentation(
+        manifest,
+        out,
+        dim=dim,
+        modalities=parse_modalities(modalities),
+        epochs=epochs,
+        time_limit=time_limit,
+        device=device,
+        val_fraction=val_fraction,
+        seed=seed,
+        resume=resume,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        lr=lr,
+        progress=progress,
+    )
+    stop = " (time limit reached)" if result.stopped_by_time else ""
+    typer.echo(
+        f"wrote {result.best_path} (epoch {result.best_epoch}, Dice {result.best_metric:.3f}) "
+        f"and {result.last_path}{stop}; {len(result.train_cases)} training, "
+        f"{len(result.val_cases)} validation case(s)"
+    )
+    for case_id, error in result.skipped.items():
+        typer.echo(f"skipped {case_id}: {error}", err=True)
+
+
+@seg_app.command("predict")
+def predict(
+    model: Path = typer.Option(..., "--model", help="Checkpoint from `radsurv segment train`."),
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest CSV of the cases."),
+    out: Path = typer.Option(..., "--out", "-o", help="Masks folder: OUT/<case_id>.nii.gz."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    postprocess: bool = typer.Option(
+        True, "--postprocess/--no-postprocess", help="Small ET -> NCR, drop small islands."
+    ),
+) -> None:
+    """Write one canonical label mask per case; failures go to OUT/segment_status.csv."""
+    from radsurv.segmentation import predict_masks
+    from radsurv.segmentation.predict import STATUS_FILE
+
+    records = predict_masks(model, manifest, out, device=device, postprocess=postprocess)
+    failed = [r for r in records if r["status"] == "failed"]
+    typer.echo(
+        f"wrote {len(records) - len(failed)} mask(s) to {out}; status in {out / STATUS_FILE}"
+    )
+    for r in failed:
+        typer.echo(f"failed {r['case_id']}: {r['error']}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@seg_app.command("evaluate")
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", help="Masks folder from `radsurv segment predict`."),
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest with reference masks."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the JSON summary here."),
+    csv_path: Path | None = typer.Option(
+        None, "--csv", help="Per-case CSV (default: PRED/segment_scores.csv)."
+    ),
+) -> None:
+    """Dice and HD95 (mm) for WT, TC, ET per case and on average (BraTS empty-mask rules)."""
+    from radsurv.segmentation import evaluate_masks
+
+    csv_path = csv_path or pred / "segment_scores.csv"
+    result = evaluate_masks(pred, manifest, json_path=json_path, csv_path=csv_path)
+    n_ok = len(result.cases) - len(result.failed)
+    typer.echo(f"{n_ok} case(s) scored; per-case scores in {csv_path}")
+    for region, scores in result.mean.items():
+        typer.echo(f"{region}: Dice {scores['dice']:.4f}  HD95 {scores['hd95']:.2f} mm")
+    for c in result.cases:
+        if c["status"] != "ok":
+            typer.echo(f"failed {c['case_id']}: {c['error']}", err=True)
+    if result.failed:
+        raise typer.Exit(1)

@@ -47,8 +47,8 @@ class SegmentationConfig:
     label_scheme: str = "regions"
     normalisation: str = "zscore_foreground"
     patch_size: list[int] = field(default_factory=lambda: [128, 128])
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
-    strides: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    strides: list[int] = field(default_factory=lambda: [2, 2, 2])
     num_res_units: int = 1
     dropout: float = 0.0
     threshold: float = 0.5
