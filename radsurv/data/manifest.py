@@ -87,10 +87,12 @@ def _hash_file_stream(h: Any, path: Path) -> None:
         raise DataError(f"cannot read {path} for its checksum: {exc}") from exc
 
 
-def _hash_h5_slice(h: Any, path: Path) -> None:
-    """Feed the decoded datasets of one slice file to ``h``: independent of HDF5 file layout."""
+def _hash_h5_slice(h: Any, path: Path) -> dict[str, np.ndarray]:
+    """Feed the decoded datasets of one slice file to ``h`` (independent of the HDF5 file
+    layout, compression and library version) and return them."""
     import h5py
 
+    arrays = {}
     try:
         with h5py.File(path, "r") as f:
             for name in sorted(f.keys()):
@@ -101,8 +103,10 @@ def _hash_h5_slice(h: Any, path: Path) -> None:
                 arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
                 h.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
                 h.update(arr.tobytes())
+                arrays[name] = arr
     except OSError as exc:
         raise DataError(f"cannot read slice file {path} for its checksum: {exc}") from exc
+    return arrays
 
 
 def content_checksum(files: Sequence[Path], kind: str) -> str:
@@ -165,19 +169,12 @@ def find_default_tables(data: Path) -> dict[str, Path]:
 
 def _kaggle_content(files: Sequence[Path], channel_order: Sequence[str]) -> tuple[str, list[str]]:
     """Checksum of a volume's slices and the channels that hold any non-zero voxel."""
-    import h5py
-
     h = hashlib.sha256()
     nonzero = np.zeros(len(channel_order), dtype=bool)
     for path in files:
         h.update(f"{path.name}\n".encode())
-        _hash_h5_slice(h, path)
-        try:
-            with h5py.File(path, "r") as f:
-                image = np.asarray(f["image"][()])
-        except (OSError, KeyError) as exc:
-            raise DataError(f"slice file {path}: cannot read its image: {exc}") from exc
-        if image.ndim == 3 and image.shape[-1] == len(channel_order):
+        image = _hash_h5_slice(h, path).get("image")
+        if image is not None and image.ndim == 3 and image.shape[-1] == len(channel_order):
             nonzero |= np.any(image != 0, axis=(0, 1))
     present = [m for m, keep in zip(channel_order, nonzero, strict=True) if keep]
     return "sha256:" + h.hexdigest(), present
