@@ -27,7 +27,7 @@ from radsurv.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -71,22 +71,19 @@ def make_folds(
     n_splits: int,
     n_repeats: int = 1,
     seed: int = 0,
-    *,
-    fallback: Sequence[Any] | np.ndarray | None = None,
 ) -> list[Fold]:
     """Plan repeated stratified K-fold splits.
 
     Parameters
     ----------
     strata
-        One stratum label per sample.
+        One stratum label per sample. Strata with fewer members than ``n_splits`` are merged
+        into the largest stratum (logged), e.g. the single censored case of the BraTS 2020
+        training table.
     n_splits, n_repeats
         Folds per repeat and number of repeats (each repeat reshuffles).
     seed
         Random seed; the plan depends only on it and the strata.
-    fallback
-        Coarser strata (e.g. the event alone) used when some stratum of ``strata`` has fewer
-        than ``n_splits`` members; the switch is logged.
 
     Returns
     -------
@@ -96,31 +93,25 @@ def make_folds(
     Raises
     ------
     ModelError
-        When even the coarsest strata have a class with fewer members than folds (e.g. fewer
-        events than folds), naming the counts.
+        When there are fewer samples than folds.
     """
     from sklearn.model_selection import RepeatedStratifiedKFold
 
-    labels = np.asarray(strata)
+    labels = np.asarray(strata).astype(str)
     n = labels.shape[0]
     if n < n_splits:
         raise ModelError(f"{n} samples cannot be split into {n_splits} folds; use fewer folds")
-    _, counts = np.unique(labels, return_counts=True)
-    if counts.min() < n_splits and fallback is not None:
+    values, counts = np.unique(labels, return_counts=True)
+    small = values[counts < n_splits]
+    if small.size:
+        largest = values[np.argmax(counts)]
         log.warning(
-            "a stratum has only %d samples (< %d folds): stratifying by the coarser labels",
-            counts.min(),
+            "strata %s have fewer than %d members: merged into stratum %s",
+            ", ".join(f"{v} ({c})" for v, c in zip(values, counts, strict=True) if v in small),
             n_splits,
+            largest,
         )
-        labels = np.asarray(fallback)
-        _, counts = np.unique(labels, return_counts=True)
-    if counts.min() < n_splits:
-        values, counts = np.unique(labels, return_counts=True)
-        detail = ", ".join(f"{v}: {c}" for v, c in zip(values, counts, strict=True))
-        raise ModelError(
-            f"too few samples per class for {n_splits}-fold stratified CV ({detail}); "
-            f"use at most {counts.min()} folds or add data"
-        )
+        labels = np.where(np.isin(labels, small), largest, labels)
     splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
     folds = []
     for i, (train, test) in enumerate(splitter.split(np.zeros(n), labels)):
@@ -129,10 +120,10 @@ def make_folds(
 
 
 def run_folds(
-    func: Callable[[Fold], T],
+    func: Callable[[Fold], _T],
     folds: Sequence[Fold],
     n_jobs: int = 1,
-) -> list[T]:
+) -> list[_T]:
     """Run ``func(fold)`` on every fold, in parallel processes when ``n_jobs != 1``.
 
     Results come back in fold order. ``func`` must be picklable (a module-level function or a
