@@ -72,10 +72,16 @@ def manifest(
     )
     write_manifest(df, output)
     with_time = int(df["time"].notna().sum())
+    with_mask = int((df["has_mask"] == True).sum())  # noqa: E712  (NaN on problem rows)
     typer.echo(
         f"wrote {output}: {len(df)} {df['format'].iloc[0]} case(s), "
-        f"{int(df['has_mask'].sum())} with a mask, {with_time} with survival data"
+        f"{with_mask} with a mask, {with_time} with survival data"
     )
+    bad = df[df["problem"] != ""]
+    for case_id, problem in zip(bad["case_id"], bad["problem"], strict=True):
+        typer.echo(f"problem: {case_id}: {problem}", err=True)
+    if len(bad):
+        raise typer.Exit(1)
 
 
 @app.command("convert")

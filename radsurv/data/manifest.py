@@ -52,6 +52,8 @@ BASE_COLUMNS: tuple[str, ...] = (
 )
 CLINICAL_COLUMNS: tuple[str, ...] = ("age", "time", "event", "resection")
 CHECKSUM_COLUMN = "checksum"
+#: Last column: why a case could not be read (empty when fine); ``radsurv check`` tells more.
+PROBLEM_COLUMN = "problem"
 REQUIRED_COLUMNS: tuple[str, ...] = ("case_id", "format", "source")
 
 #: File names a dataset folder (e.g. a ``radsurv synth`` output) carries its tables under.
@@ -180,41 +182,62 @@ def _kaggle_content(files: Sequence[Path], channel_order: Sequence[str]) -> tupl
     return "sha256:" + h.hexdigest(), present
 
 
-def _kaggle_rows(data: Path, base: Path, checksum: bool) -> list[dict[str, Any]]:
+def _problem_row(case_id: str, fmt: str, source: str, exc: Exception) -> dict[str, Any]:
+    """The row of a case that could not be read: identity plus the problem, nothing invented."""
+    logger.warning("case %s: %s", case_id, exc)
+    return {"case_id": case_id, "format": fmt, "source": source, PROBLEM_COLUMN: str(exc)}
+
+
+def _kaggle_row(
+    case_id: str, pack_volume: Any, source: str, checksum: bool, order: list[str]
+) -> dict[str, Any]:
     import h5py
 
+    files = _pack_files(pack_volume)
+    slices = sorted(pack_volume.files)
+    gaps = sorted(set(range(slices[-1] + 1)) - set(slices)) if slices else []
+    if getattr(pack_volume, "duplicates", None):
+        dup = sorted(pack_volume.duplicates)
+        raise DataError(f"volume {pack_volume.volume}: several files for slice(s) {dup[:5]}")
+    if gaps:
+        raise DataError(f"volume {pack_volume.volume}: slice file(s) {gaps[:5]} missing")
+    try:
+        with h5py.File(files[0], "r") as f:
+            height, width = f["image"].shape[:2]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"cannot read slice file {files[0]}: {exc}") from exc
+    # a modality the case lacks is stored as an all-zero channel (write_kaggle_volume)
+    digest, present = _kaggle_content(files, order) if checksum else ("", order)
+    return {
+        "case_id": case_id,
+        "format": "kaggle",
+        "source": source,
+        "files": "",
+        "volume": int(pack_volume.volume),
+        "n_slices": len(files),
+        "shape": f"{len(files)}x{height}x{width}",
+        "spacing": "1x1x1",
+        "modalities": ",".join(present),
+        "has_mask": True,
+        "label_convention": "brats2020",
+        "channel_order": ",".join(order),
+        CHECKSUM_COLUMN: digest,
+    }
+
+
+def _kaggle_rows(data: Path, base: Path, checksum: bool) -> list[dict[str, Any]]:
     from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, find_slice_dir, scan_pack
 
     slice_dir = find_slice_dir(data)
-    volumes = scan_pack(slice_dir)
-    order = list(DEFAULT_CHANNEL_ORDER)
+    source = _rel(slice_dir, base)
     rows = []
-    for case_id, pack_volume in sorted(volumes.items()):
-        files = _pack_files(pack_volume)
+    for case_id, pack_volume in sorted(scan_pack(slice_dir).items()):
         try:
-            with h5py.File(files[0], "r") as f:
-                height, width = f["image"].shape[:2]
-        except (OSError, KeyError) as exc:
-            raise DataError(f"case {case_id}: cannot read slice file {files[0]}: {exc}") from exc
-        # a modality the case lacks is stored as an all-zero channel (write_kaggle_volume)
-        digest, present = _kaggle_content(files, order) if checksum else ("", order)
-        rows.append(
-            {
-                "case_id": case_id,
-                "format": "kaggle",
-                "source": _rel(slice_dir, base),
-                "files": "",
-                "volume": int(pack_volume.volume),
-                "n_slices": len(files),
-                "shape": f"{len(files)}x{height}x{width}",
-                "spacing": "1x1x1",
-                "modalities": ",".join(present),
-                "has_mask": True,
-                "label_convention": "brats2020",
-                "channel_order": ",".join(order),
-                CHECKSUM_COLUMN: digest,
-            }
-        )
+            rows.append(
+                _kaggle_row(case_id, pack_volume, source, checksum, list(DEFAULT_CHANNEL_ORDER))
+            )
+        except DataError as exc:
+            rows.append(_problem_row(case_id, "kaggle", source, exc))
     return rows
 
 
@@ -243,6 +266,58 @@ def dataset_convention(values: dict[str, set[int]]) -> tuple[str, str]:
     return convention, f"over {len(values)} mask(s), {reason}"
 
 
+def _nifti_row(
+    case_id: str,
+    folder: Path,
+    source: str,
+    checksum: bool,
+    modality_patterns: dict[str, str] | None,
+    seg_pattern: str | None,
+    label_convention: str | None,
+) -> tuple[dict[str, Any], set[int] | None]:
+    """One NIfTI case's row and, when the convention is to be detected, its mask values."""
+    import SimpleITK as sitk
+
+    from radsurv.data.nifti import resolve_case_files
+
+    images, seg, _ = resolve_case_files(folder, modality_patterns, seg_pattern)
+    first = images[next(m for m in MODALITIES if m in images)]
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(first))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise DataError(f"cannot read the NIfTI header of {first}") from exc
+    size = reader.GetSize()  # (x, y, z)
+    values = None
+    if seg is not None and label_convention is None:
+        try:
+            mask = sitk.GetArrayFromImage(sitk.ReadImage(str(seg)))
+        except RuntimeError as exc:
+            raise DataError(f"cannot read the mask {seg}") from exc
+        values = {int(v) for v in np.unique(mask)}
+    entries = [f"{m}={images[m].relative_to(folder).as_posix()}" for m in images]
+    if seg is not None:
+        entries.append(f"seg={seg.relative_to(folder).as_posix()}")
+    ordered = [images[m] for m in images] + ([seg] if seg is not None else [])
+    row = {
+        "case_id": case_id,
+        "format": "nifti",
+        "source": source,
+        "files": ";".join(entries),
+        "volume": pd.NA,
+        "n_slices": int(size[2]),
+        "shape": "x".join(str(int(s)) for s in reversed(size)),
+        "spacing": "x".join(f"{s:g}" for s in reader.GetSpacing()),
+        "modalities": ",".join(images),
+        "has_mask": seg is not None,
+        "label_convention": label_convention if seg is not None else "",
+        "channel_order": "",
+        CHECKSUM_COLUMN: content_checksum(ordered, "nifti") if checksum else "",
+    }
+    return row, values
+
+
 def _nifti_rows(
     data: Path,
     base: Path,
@@ -251,50 +326,22 @@ def _nifti_rows(
     seg_pattern: str | None,
     label_convention: str | None,
 ) -> list[dict[str, Any]]:
-    import SimpleITK as sitk
-
-    from radsurv.data.nifti import find_nifti_cases, resolve_case_files
+    from radsurv.data.nifti import find_nifti_cases
 
     rows = []
     seg_values: dict[str, set[int]] = {}
     for case_id, folder in find_nifti_cases(data, modality_patterns, seg_pattern).items():
-        images, seg, _ = resolve_case_files(folder, modality_patterns, seg_pattern)
-        first = images[next(m for m in MODALITIES if m in images)]
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(first))
+        source = _rel(folder, base)
         try:
-            reader.ReadImageInformation()
-        except RuntimeError as exc:
-            raise DataError(f"case {case_id}: cannot read NIfTI header of {first}") from exc
-        size = reader.GetSize()  # (x, y, z)
-        spacing = reader.GetSpacing()
-        if seg is not None and label_convention is None:
-            try:
-                mask = sitk.GetArrayFromImage(sitk.ReadImage(str(seg)))
-            except RuntimeError as exc:
-                raise DataError(f"case {case_id}: cannot read mask {seg}") from exc
-            seg_values[case_id] = {int(v) for v in np.unique(mask)}
-        entries = [f"{m}={images[m].relative_to(folder).as_posix()}" for m in images]
-        if seg is not None:
-            entries.append(f"seg={seg.relative_to(folder).as_posix()}")
-        ordered = [images[m] for m in images] + ([seg] if seg is not None else [])
-        rows.append(
-            {
-                "case_id": case_id,
-                "format": "nifti",
-                "source": _rel(folder, base),
-                "files": ";".join(entries),
-                "volume": pd.NA,
-                "n_slices": int(size[2]),
-                "shape": "x".join(str(int(s)) for s in reversed(size)),
-                "spacing": "x".join(f"{s:g}" for s in spacing),
-                "modalities": ",".join(images),
-                "has_mask": seg is not None,
-                "label_convention": label_convention if seg is not None else "",
-                "channel_order": "",
-                CHECKSUM_COLUMN: content_checksum(ordered, "nifti") if checksum else "",
-            }
-        )
+            row, values = _nifti_row(
+                case_id, folder, source, checksum, modality_patterns, seg_pattern, label_convention
+            )
+        except DataError as exc:
+            rows.append(_problem_row(case_id, "nifti", source, exc))
+            continue
+        rows.append(row)
+        if values is not None:
+            seg_values[case_id] = values
     if seg_values:
         convention, reason = dataset_convention(seg_values)
         logger.info(
@@ -303,7 +350,7 @@ def _nifti_rows(
             reason,
         )
         for row in rows:
-            if row["has_mask"]:
+            if row.get("has_mask") is True:
                 row["label_convention"] = convention
     return rows
 
@@ -328,7 +375,7 @@ def _label_fields(path: Path) -> pd.DataFrame:
     from radsurv.clinical import read_label_table
 
     labels = read_label_table(path)
-    taken = set(BASE_COLUMNS) | set(CLINICAL_COLUMNS) | {CHECKSUM_COLUMN}
+    taken = set(BASE_COLUMNS) | set(CLINICAL_COLUMNS) | {CHECKSUM_COLUMN, PROBLEM_COLUMN}
     name = f"label_{labels.name}" if labels.name in taken else str(labels.name)
     return labels.rename(name).to_frame()
 
@@ -421,7 +468,9 @@ def build_manifest(
         rows = _kaggle_rows(data, base, checksum)
     else:
         rows = _nifti_rows(data, base, checksum, modality_patterns, seg_pattern, label_convention)
-    df = pd.DataFrame(rows).set_index("case_id", drop=False)
+    df = pd.DataFrame(rows, columns=[*BASE_COLUMNS[:-1], CHECKSUM_COLUMN, PROBLEM_COLUMN])
+    df[PROBLEM_COLUMN] = df[PROBLEM_COLUMN].fillna("")
+    df = df.set_index("case_id", drop=False)
     df.index.name = None
     defaults = find_default_tables(data)
     given = {"clinical": clinical, "name_mapping": name_mapping, "labels": labels}
@@ -438,9 +487,17 @@ def build_manifest(
         if column not in df.columns:
             df[column] = pd.NA
     df["grade"] = df["grade"].fillna("") if "grade" in df.columns else ""
-    fixed = (*BASE_COLUMNS, *CLINICAL_COLUMNS, CHECKSUM_COLUMN)
+    fixed = (*BASE_COLUMNS, *CLINICAL_COLUMNS, CHECKSUM_COLUMN, PROBLEM_COLUMN)
     label_cols = [c for c in df.columns if c not in fixed]
-    df = df[[*BASE_COLUMNS, *CLINICAL_COLUMNS, *label_cols, CHECKSUM_COLUMN]]
+    df = df[[*BASE_COLUMNS, *CLINICAL_COLUMNS, *label_cols, CHECKSUM_COLUMN, PROBLEM_COLUMN]]
+    bad = df.index[df[PROBLEM_COLUMN] != ""]
+    if len(bad):
+        logger.warning(
+            "%d case(s) could not be read and have only a problem in the manifest: %s; "
+            "run `radsurv check` for details",
+            len(bad),
+            _examples(bad),
+        )
     df.attrs["root"] = str(base.resolve())
     logger.info("manifest: %d %s case(s) from %s", len(df), fmt, data)
     return df
@@ -555,6 +612,12 @@ class Manifest:
             the slice files directly.
         """
         row = self.row(case_id)
+        problem = str(row.get(PROBLEM_COLUMN, "") or "")
+        if problem and problem != "nan":
+            raise DataError(
+                f"case {case_id}: {self.path or 'the manifest'} records a problem: {problem}; "
+                "fix the files and rebuild the manifest"
+            )
         source = self.source_path(case_id)
         if not source.exists():
             raise DataError(
@@ -607,7 +670,7 @@ class Manifest:
 
     def clinical(self) -> pd.DataFrame:
         """The clinical columns (grade, age, time, event, resection, label columns) by case id."""
-        fixed = set(BASE_COLUMNS) | {CHECKSUM_COLUMN}
+        fixed = set(BASE_COLUMNS) | {CHECKSUM_COLUMN, PROBLEM_COLUMN}
         columns = [c for c in self.table.columns if c not in fixed or c == "grade"]
         out = self.table[columns].copy()
         out.index.name = "case_id"

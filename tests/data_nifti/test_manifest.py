@@ -13,7 +13,7 @@ import pytest
 
 from radsurv.data.manifest import Manifest, build_manifest, dataset_convention, write_manifest
 from radsurv.data.synthetic import synthesize_cohort
-from radsurv.errors import ManifestError
+from radsurv.errors import DataError, ManifestError
 
 SYN_SHAPE = (8, 24, 24)
 
@@ -159,3 +159,31 @@ def test_bad_manifests(tmp_path: Path) -> None:
         Manifest.read(tmp_path / "m.csv").load_case("x")
     with pytest.raises(ManifestError, match="neither Kaggle slice files"):
         build_manifest(tmp_path)
+
+
+def test_unreadable_cases_get_a_problem_row(tmp_path: Path, make_case_folder) -> None:
+    from typer.testing import CliRunner
+
+    from radsurv.cli.app import app
+
+    cohort = synthesize_cohort(tmp_path / "syn", n_cases=3, seed=1, shape=(4, 16, 16))
+    (cohort.data_dir / "volume_2_slice_0.h5").write_bytes(b"\x89HDF\r\n truncated")
+    (cohort.data_dir / "volume_3_slice_2.h5").unlink()
+    (cohort.data_dir / "meta_data.csv").unlink()
+    out = tmp_path / "m.csv"
+    result = CliRunner().invoke(app, ["manifest", str(cohort.root), "-o", str(out)])
+    assert result.exit_code == 1
+    assert "problem: BraTS20_Training_002: " in result.output
+    assert "volume_2_slice_0.h5" in result.output
+    manifest = Manifest.read(out)
+    assert manifest.case_ids == [f"BraTS20_Training_{i:03d}" for i in (1, 2, 3)]
+    assert manifest.table.loc["BraTS20_Training_001", "problem"] == ""
+    assert "slice file(s) [2] missing" in manifest.table.loc["BraTS20_Training_003", "problem"]
+    assert manifest.load_case("BraTS20_Training_001").shape == (4, 16, 16)
+    with pytest.raises(DataError, match="BraTS20_Training_003: .*records a problem"):
+        manifest.load_case("BraTS20_Training_003")
+    make_case_folder(tmp_path / "n", "c1")
+    make_case_folder(tmp_path / "n", "c2")
+    (tmp_path / "n" / "c2" / "c2_t1.nii.gz").write_bytes(b"junk")
+    df = build_manifest(tmp_path / "n")
+    assert df.loc["c1", "problem"] == "" and "c2_t1.nii.gz" in df.loc["c2", "problem"]
