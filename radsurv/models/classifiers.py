@@ -184,7 +184,7 @@ def make_estimator(name: str, *, seed: int = 0) -> BaseEstimator:
         return LogisticRegression(
             solver="saga",
             l1_ratio=0.5,
-            C=0.2,
+            C=0.1,  # strong shrinkage: radiomics has many more features than cases
             class_weight="balanced",
             max_iter=5000,
             random_state=seed,
@@ -193,7 +193,7 @@ def make_estimator(name: str, *, seed: int = 0) -> BaseEstimator:
         return BalancedXGBClassifier(random_state=seed)
     if name == "rf":
         return RandomForestClassifier(
-            n_estimators=300,
+            n_estimators=200,
             min_samples_leaf=2,
             max_features="sqrt",
             class_weight="balanced_subsample",
