@@ -95,7 +95,6 @@ PACK_SUBDIR = Path("BraTS2020_training_data") / "content" / "data"
 META_DATA_NAME = "meta_data.csv"
 META_DATA_COLUMNS: tuple[str, ...] = ("slice_path", "target", "volume", "slice")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_F32_MAX = float(np.finfo(np.float32).max)
 _SEARCH_DEPTH = 4  # how deep find_slice_dir looks below the folder it is given
 _WHERE = "give the pack root (.../BraTS2020_training_data/content/data) or a folder of slices"
 
@@ -556,18 +555,24 @@ def _read_slice(asm: _Assembly, z: int, path: Path, bufs: dict) -> None:
 
 
 def _store_image(asm: _Assembly, z: int, path: Path, buf: np.ndarray) -> None:
-    """Check one slice's image for NaN/inf/overflow and copy its channels into the volume."""
-    hi = buf.max(axis=(0, 1))
-    lo = buf.min(axis=(0, 1))
+    """Copy one slice's channels into the float32 volume; report NaN/inf/overflow voxels."""
+    assert asm.images is not None and asm.nonzero_channels is not None
+    slab = asm.images[:, z]  # (c, y, x): one slice of every channel
+    with np.errstate(over="ignore", invalid="ignore"):
+        slab[...] = buf.transpose(2, 0, 1)  # float32 conversion and channel split in one copy
+    # reduce along contiguous rows (fast); NaN propagates into max/min, and NaN, inf and
+    # values beyond float32 (now inf) all end up non-finite
+    flat = slab.reshape(slab.shape[0], -1)
+    hi = flat.max(axis=1)
+    lo = flat.min(axis=1)
     if buf.dtype.kind == "f":
-        # NaN propagates into max/min, so this one pass finds NaN, inf and float32 overflow
-        bad = ~(np.isfinite(hi) & np.isfinite(lo)) | (hi > _F32_MAX) | (lo < -_F32_MAX)
+        bad = ~(np.isfinite(hi) & np.isfinite(lo))
         if bad.any():
             for c in np.flatnonzero(bad):
                 chan = buf[..., c]
                 n_nan = int(np.count_nonzero(np.isnan(chan)))
                 n_inf = int(np.count_nonzero(np.isinf(chan)))
-                n_big = int(chan.size - n_nan - n_inf - np.count_nonzero(np.abs(chan) <= _F32_MAX))
+                n_big = int(np.count_nonzero(np.isinf(flat[c]))) - n_inf
                 what = ", ".join(
                     f"{n} {k}"
                     for n, k in ((n_nan, "NaN"), (n_inf, "inf"), (n_big, "beyond float32"))
@@ -581,26 +586,28 @@ def _store_image(asm: _Assembly, z: int, path: Path, buf: np.ndarray) -> None:
                     )
                 )
             return
-    assert asm.images is not None and asm.nonzero_channels is not None
     asm.nonzero_channels |= (hi != 0) | (lo != 0)
-    for c in range(buf.shape[2]):
-        asm.images[c, z] = buf[..., c]
+
+
+_MASK_LUT = np.array(MASK_CHANNEL_LABELS, dtype=np.uint8)
 
 
 def _store_mask(asm: _Assembly, z: int, path: Path, buf: np.ndarray) -> None:
     """Check one slice's one-hot mask (0/1, 0/255 or bool) and store it as canonical labels."""
     assert asm.labels is not None
-    if buf.dtype == np.bool_:
-        on = buf
-    else:
-        hi, lo = buf.max(), buf.min()
-        if hi == 0 and lo == 0:
-            return  # no tumour in this slice; labels are pre-zeroed
-        nonzero = buf != 0
-        n_on = int(np.count_nonzero(nonzero))
-        values_ok = lo >= 0 and hi in (1, 255) and n_on == int(np.count_nonzero(buf == hi))
-        if not values_ok:
-            values = np.unique(buf[nonzero] if n_on else buf)[:8].tolist()
+    flat = buf.reshape(-1)
+    if flat.dtype == np.bool_:
+        flat = flat.view(np.uint8)
+    hi = flat.max()
+    if hi == 0 and (flat.dtype.kind in "ub" or flat.min() == 0):
+        return  # no tumour in this slice; labels are pre-zeroed
+    # tumour is sparse: work on the indices of the "on" entries, not on the whole slice
+    on = np.flatnonzero(flat)
+    if buf.dtype != np.bool_:
+        lo = flat.min()
+        whole = hi == 1 and flat.dtype.kind in "ui"  # ints in [0, 1] are 0/1 already
+        if not (lo >= 0 and hi in (1, 255) and (whole or bool(np.all(flat[on] == hi)))):
+            values = np.unique(flat[on] if on.size else flat)[:8].tolist()
             asm.problem(
                 PackError(
                     path,
@@ -610,13 +617,11 @@ def _store_mask(asm: _Assembly, z: int, path: Path, buf: np.ndarray) -> None:
             )
             return
         asm.mask_on_values.add(float(hi))
-        on = nonzero
-    bits = on.view(np.uint8) if on.dtype == np.bool_ else on.astype(np.uint8)
-    # NCR | ED << 1 | ET << 2 is exactly 1/2/4 when one-hot; overlaps set more than one bit
-    lab = bits[..., 0] | (bits[..., 1] << 1) | (bits[..., 2] << 2)
-    overlap = lab & (lab - 1)
-    if overlap.any():
-        n = int(np.count_nonzero(overlap))
+    voxel, channel = np.divmod(on, len(MASK_CHANNEL_LABELS))
+    # np.flatnonzero is sorted, so a voxel with several channels on shows up as a repeat
+    repeats = voxel[1:] == voxel[:-1]
+    if repeats.any():
+        n = int(np.unique(voxel[1:][repeats]).size)
         asm.problem(
             PackError(
                 path,
@@ -626,7 +631,7 @@ def _store_mask(asm: _Assembly, z: int, path: Path, buf: np.ndarray) -> None:
             )
         )
         return
-    asm.labels[z] = lab
+    asm.labels[z].reshape(-1)[voxel] = _MASK_LUT[channel]
 
 
 def _assemble(
