@@ -85,6 +85,7 @@ def open_source(
         label_convention=label_convention,
         relative_to=src if src.is_dir() else src.parent,
         checksum=False,
+        find_tables=False,
     )
     return Manifest.from_table(table)
 

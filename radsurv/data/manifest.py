@@ -391,6 +391,12 @@ def _join(df: pd.DataFrame, fields: pd.DataFrame, table: Path) -> pd.DataFrame:
     """Left-join a clinical table by case id; ids on one side only are logged, never dropped."""
     from radsurv.clinical import join_tables
 
+    if not set(fields.index.astype(str)) & set(df.index.astype(str)):
+        raise ClinicalTableError(
+            f"{table}: no case id in common with the data (table e.g. "
+            f"{_examples(fields.index.astype(str), 3)}; data e.g. {_examples(df.index, 3)}); "
+            "is it the table of this dataset?"
+        )
     joined = join_tables(
         df.drop(columns=[c for c in fields.columns if c in df.columns]),
         fields,
@@ -417,6 +423,7 @@ def build_manifest(
     label_convention: str | None = None,
     relative_to: Path | None = None,
     checksum: bool = True,
+    find_tables: bool = True,
 ) -> pd.DataFrame:
     """Build the manifest of a dataset: one row per case.
 
@@ -439,6 +446,9 @@ def build_manifest(
         written to. Default: the current directory (:func:`write_manifest` re-bases if needed).
     checksum
         Compute the content checksum (reads every file once); ``False`` leaves it empty.
+    find_tables
+        Look for clinical tables beside the data when they are not given. A table found that
+        way which does not parse or shares no id with the data is logged and ignored.
 
     Returns
     -------
@@ -472,7 +482,7 @@ def build_manifest(
     df[PROBLEM_COLUMN] = df[PROBLEM_COLUMN].fillna("")
     df = df.set_index("case_id", drop=False)
     df.index.name = None
-    defaults = find_default_tables(data)
+    defaults = find_default_tables(data) if find_tables else {}
     given = {"clinical": clinical, "name_mapping": name_mapping, "labels": labels}
     for key, reader in _TABLE_READERS.items():
         path = Path(given[key]) if given[key] else defaults.get(key)
@@ -482,7 +492,13 @@ def build_manifest(
             raise ClinicalTableError(f"{key.replace('_', ' ')} table {path} does not exist")
         how = "given" if given[key] else "found beside the data"
         logger.info("joining %s table %s (%s)", key.replace("_", " "), path, how)
-        df = _join(df, reader(path), path)
+        try:
+            df = _join(df, reader(path), path)
+        except ClinicalTableError as exc:
+            if given[key]:
+                raise
+            # a table the user did not ask for must not stop the manifest
+            logger.warning("%s table %s ignored: %s", key.replace("_", " "), path, exc)
     for column in CLINICAL_COLUMNS:
         if column not in df.columns:
             df[column] = pd.NA
@@ -633,16 +649,32 @@ class Manifest:
 
         order_text = str(row.get("channel_order", "") or "")
         order = tuple(order_text.split(",")) if order_text else DEFAULT_CHANNEL_ORDER
-        if source not in self._packs:
-            self._packs[source] = scan_pack(source)
-        volumes = self._packs[source]
-        if case_id not in volumes:
+        pack_volume = self._recorded_volume(row, source)
+        if pack_volume is None:  # files renamed or moved since: list the folder
+            if source not in self._packs:
+                self._packs[source] = scan_pack(source)
+            pack_volume = self._packs[source].get(case_id)
+        if pack_volume is None:
             raise DataError(f"case {case_id}: no slice files for it under {source}")
         if cache_dir is not None:
             from radsurv.data.cache import read_volume_cached
 
-            return read_volume_cached(volumes[case_id], Path(cache_dir), order)
-        return read_volume(volumes[case_id], order)
+            return read_volume_cached(pack_volume, Path(cache_dir), order)
+        return read_volume(pack_volume, order)
+
+    @staticmethod
+    def _recorded_volume(row: pd.Series, source: Path) -> Any:
+        """The PackVolume the row describes when all its files are there (no folder scan)."""
+        from radsurv.data.hdf5 import PackVolume, slice_filename
+
+        try:
+            volume, n_slices = int(row["volume"]), int(row["n_slices"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        files = {z: source / slice_filename(volume, z) for z in range(n_slices)}
+        if not all(f.is_file() for f in files.values()):
+            return None
+        return PackVolume(volume, files)
 
     def _load_nifti(self, case_id: str, row: pd.Series, source: Path) -> Case:
         from radsurv.data.nifti import read_nifti_case

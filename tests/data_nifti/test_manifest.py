@@ -187,3 +187,18 @@ def test_unreadable_cases_get_a_problem_row(tmp_path: Path, make_case_folder) ->
     (tmp_path / "n" / "c2" / "c2_t1.nii.gz").write_bytes(b"junk")
     df = build_manifest(tmp_path / "n")
     assert df.loc["c1", "problem"] == "" and "c2_t1.nii.gz" in df.loc["c2", "problem"]
+
+
+def test_a_stray_table_beside_the_data_is_ignored_not_fatal(
+    tmp_path: Path, make_case_folder, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_case_folder(tmp_path / "ds", "p1")
+    (tmp_path / "ds" / "survival_info.csv").write_text(
+        "Brats20ID,Age,Survival_days,Extent_of_Resection\nzz,50,100,GTR\n"
+    )
+    with caplog.at_level(logging.WARNING):
+        df = build_manifest(tmp_path / "ds")
+    assert list(df.index) == ["p1"] and pd.isna(df.loc["p1", "time"])
+    assert "survival_info.csv ignored" in caplog.text
+    with pytest.raises(Exception, match="no case id in common"):
+        build_manifest(tmp_path / "ds", clinical=tmp_path / "ds" / "survival_info.csv")
