@@ -1,0 +1,502 @@
+"""The ``radsurv survival`` analysis: design matrix, CV against baselines, final models, report.
+
+Example
+-------
+>>> clinical = read_survival_table("survival_info.csv")
+>>> data = build_design(clinical, features=None, covariates=["age"])
+>>> analysis = run_survival_analysis(data, models=["cox"], cv="5x5", seed=0)
+>>> write_survival_outputs(analysis, Path("out"))   # report.html, metrics.json, predictions.csv
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from radsurv.clinical import join_tables, survival_target
+from radsurv.errors import ConfigError, ModelError
+from radsurv.evaluation.report import (
+    dataframe_rows,
+    figure_to_data_uri,
+    format_number,
+    new_figure,
+    render_report,
+    write_metrics_json,
+)
+
+log = logging.getLogger(__name__)
+
+COVARIATES: tuple[str, ...] = ("age", "resection")
+BASELINES: tuple[str, ...] = ("age", "age+resection")
+TABLE_METRICS: tuple[str, ...] = (
+    "harrell_c",
+    "uno_c",
+    "td_auc",
+    "ibs",
+    "brats_accuracy",
+    "spearman_r",
+    "mse",
+)
+PREDICTED_DAYS_NOTE = (
+    "median of the predicted survival curve (first time S(t) <= 0.5, capped at the last "
+    "training event time); XGBoost AFT: median of the predicted time distribution"
+)
+
+
+@dataclass
+class SurvivalData:
+    """Design matrix, target and bookkeeping of one survival analysis."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    covariate_columns: list[str]
+    feature_columns: list[str]
+    notes: list[str] = field(default_factory=list)
+    cohort: dict[str, Any] = field(default_factory=dict)
+
+
+def _resection_columns(res: pd.Series) -> pd.DataFrame:
+    """GTR indicator and unknown indicator (STR is the reference); constant ones left out."""
+    res = res.astype("string")
+    out = pd.DataFrame(index=res.index)
+    out["resection_GTR"] = (res == "GTR").fillna(False).astype(float)
+    out["resection_unknown"] = res.isna().astype(float)
+    return out[[c for c in out.columns if out[c].nunique() > 1]]
+
+
+def build_design(
+    clinical: pd.DataFrame,
+    features: pd.DataFrame | None = None,
+    covariates: Sequence[str] = ("age",),
+    *,
+    gtr_only: bool = False,
+) -> SurvivalData:
+    """Join clinical table and features into a design matrix and survival target.
+
+    Parameters
+    ----------
+    clinical
+        From :func:`radsurv.clinical.read_survival_table` (or a manifest's clinical columns):
+        indexed by case id with ``age``, ``time``, ``event``, ``resection``.
+    features
+        Feature table indexed by case id (numeric columns), or None (covariates only).
+    covariates
+        Clinical covariates to model and force into every model: ``age``, ``resection``.
+    gtr_only
+        Keep only gross-total resections (as in the BraTS challenge evaluation).
+
+    Returns
+    -------
+    SurvivalData
+        Rows without survival time/event are dropped and counted in ``notes``; unmatched ids
+        of the join are reported there too.
+    """
+    notes: list[str] = []
+    unknown = [c for c in covariates if c not in COVARIATES]
+    if unknown:
+        raise ConfigError(f"--covariates {unknown}: choose from {', '.join(COVARIATES)}")
+    needed = ["time", "event", *(c for c in ("age", "resection") if c in covariates or gtr_only)]
+    missing = [c for c in needed if c not in clinical.columns]
+    if missing:
+        raise ConfigError(
+            f"clinical table lacks columns {missing}; it has {list(clinical.columns)}"
+        )
+    clin = clinical.copy()
+    no_target = clin["time"].isna() | pd.isna(clin["event"])
+    if no_target.any():
+        notes.append(
+            f"{int(no_target.sum())} case(s) without survival time/event left out, e.g. "
+            f"{list(clin.index[no_target][:5])}"
+        )
+        clin = clin[~no_target]
+    if gtr_only:
+        keep = clin["resection"].astype("string") == "GTR"
+        keep = keep.fillna(False).astype(bool)
+        notes.append(f"--gtr-only: {int(keep.sum())} of {len(clin)} cases with GTR kept")
+        clin = clin[keep]
+    design = pd.DataFrame(index=clin.index)
+    cov_cols: list[str] = []
+    if "age" in covariates:
+        design["age"] = pd.to_numeric(clin["age"], errors="coerce")
+        cov_cols.append("age")
+    res_cols = _resection_columns(clin["resection"]) if "resection" in clin.columns else None
+    if "resection" in covariates:
+        if res_cols is None or res_cols.empty:
+            notes.append("resection is constant in this cohort: not modelled")
+        else:
+            design = design.join(res_cols)
+            cov_cols += list(res_cols.columns)
+    feat_cols: list[str] = []
+    cohort: dict[str, Any] = {}
+    if features is not None:
+        numeric = features.select_dtypes(include=[np.number, "bool"]).astype(float)
+        dropped = [c for c in features.columns if c not in numeric.columns]
+        if dropped:
+            notes.append(
+                f"{len(dropped)} non-numeric feature column(s) ignored, e.g. {dropped[:3]}"
+            )
+        clash = [c for c in numeric.columns if c in design.columns]
+        numeric = numeric.drop(columns=clash)
+        joined = join_tables(design, numeric, left_name="clinical", right_name="features")
+        if joined.only_left or joined.only_right:
+            notes.append("join clinical + features: " + joined.summary())
+        cohort["only_clinical"] = len(joined.only_left)
+        cohort["only_features"] = len(joined.only_right)
+        design = joined.table
+        feat_cols = list(numeric.columns)
+        clin = clin.loc[design.index]
+    # baselines need their columns even when not requested as covariates
+    if "age" not in design.columns and "age" in clin.columns:
+        design.insert(0, "age", pd.to_numeric(clin["age"], errors="coerce"))
+    if res_cols is not None:
+        for c in res_cols.columns:
+            if c not in design.columns:
+                design[c] = res_cols.loc[design.index, c]
+    if not feat_cols and not cov_cols:
+        raise ConfigError("nothing to model: give --features and/or --covariates")
+    y = survival_target(clin)
+    ev, t = y["event"], y["time"]
+    cohort.update(
+        n=len(design),
+        events=int(ev.sum()),
+        censored=int((~ev).sum()),
+        median_time_days=float(np.median(t)) if len(t) else math.nan,
+        age_mean=float(clin["age"].mean()) if "age" in clin.columns else math.nan,
+        age_sd=float(clin["age"].std()) if "age" in clin.columns else math.nan,
+    )
+    if "resection" in clin.columns:
+        counts = clin["resection"].astype("string").fillna("unknown").value_counts()
+        cohort["resection"] = {str(k): int(v) for k, v in counts.items()}
+    for note in notes:
+        log.warning(note)
+    return SurvivalData(design, y, cov_cols, feat_cols, notes, cohort)
+
+
+def _baseline_models(data: SurvivalData) -> dict[str, Any]:
+    """Cox on age, and on age + resection indicators (same in-fold preprocessing)."""
+    from sklearn.pipeline import Pipeline
+
+    from radsurv.models.preprocessing import make_preprocessor
+    from radsurv.models.survival import CoxPH
+
+    out: dict[str, Any] = {}
+    res = [c for c in data.X.columns if c.startswith("resection_")]
+    for name, cols in (("age", ["age"]), ("age+resection", ["age", *res])):
+        if "age" not in data.X.columns or (name == "age+resection" and not res):
+            data.notes.append(f"baseline {name} not run: its columns are not in the data")
+            continue
+        pipe = Pipeline(
+            [
+                ("prep", make_preprocessor(near_constant=False, corr_threshold=None)),
+                ("model", CoxPH(penalizer=0.01)),
+            ]
+        )
+        pipe.radsurv_columns = cols
+        out[name] = pipe
+    return out
+
+
+def _requested_models(data: SurvivalData, names: Sequence[str], k: int | None, seed: int):
+    from radsurv.models.survival import make_model
+
+    out = {}
+    cols = data.covariate_columns + data.feature_columns
+    for name in names:
+        if data.feature_columns:
+            pipe = make_model(name, k=k, forced=data.covariate_columns, random_state=seed)
+        else:  # covariates alone: nothing to select
+            pipe = make_model(name, k=None, corr_threshold=None, random_state=seed)
+        pipe.radsurv_columns = cols
+        out[name] = pipe
+    return out
+
+
+@dataclass
+class SurvivalAnalysis:
+    """The result of :func:`run_survival_analysis`."""
+
+    data: SurvivalData
+    cv: Any
+    models: list[str]
+    baselines: list[str]
+    final_models: dict[str, Any]
+    settings: dict[str, Any]
+
+
+def run_survival_analysis(
+    data: SurvivalData,
+    models: Sequence[str] = ("cox",),
+    *,
+    cv: str = "5x5",
+    seed: int = 0,
+    n_jobs: int = 1,
+    k: int | None = 20,
+) -> SurvivalAnalysis:
+    """Cross-validate the requested models and the baselines on the same folds; fit finals.
+
+    Raises
+    ------
+    ModelError
+        Too few events for the requested number of folds.
+    """
+    from radsurv.evaluation.cv import make_folds, parse_cv_spec, survival_strata
+    from radsurv.evaluation.survival_metrics import cross_validate_survival
+    from radsurv.models.survival import MODEL_NAMES
+
+    bad = [m for m in models if m not in MODEL_NAMES]
+    if bad:
+        raise ConfigError(f"--model {bad}: choose from {', '.join(MODEL_NAMES)}")
+    n_splits, n_repeats = parse_cv_spec(cv)
+    ev, t = data.y["event"], data.y["time"]
+    if ev.sum() < 2 * n_splits:
+        raise ModelError(
+            f"{int(ev.sum())} events in {len(ev)} cases are too few for {n_splits}-fold CV "
+            f"(need at least {2 * n_splits}); use fewer folds"
+        )
+    folds = make_folds(survival_strata(ev, t), n_splits, n_repeats, seed)
+    baselines = _baseline_models(data)
+    requested = _requested_models(data, models, k, seed)
+    clash = set(baselines) & set(requested)
+    if clash:
+        raise ConfigError(f"model names {clash} clash with the baselines")
+    all_models = {**requested, **baselines}
+    result = cross_validate_survival(all_models, data.X, data.y, folds, n_jobs=n_jobs, seed=seed)
+    finals = {}
+    for name, template in requested.items():
+        from sklearn.base import clone
+
+        try:
+            finals[name] = clone(template).fit(data.X[template.radsurv_columns], data.y)
+        except Exception as exc:  # reported, the CV results stay
+            data.notes.append(f"final {name} model could not be fitted on all data: {exc}")
+    settings = {
+        "models": ", ".join(models),
+        "cv": f"{n_splits} folds x {n_repeats} repeats, stratified on event x time tertile",
+        "seed": seed,
+        "covariates (forced in)": ", ".join(data.covariate_columns) or "none",
+        "features": len(data.feature_columns),
+        "k best features (univariate Cox score, in-fold)": k if data.feature_columns else "-",
+        "predicted days": PREDICTED_DAYS_NOTE,
+        "jobs": n_jobs,
+    }
+    return SurvivalAnalysis(data, result, list(models), list(baselines), finals, settings)
+
+
+# ------------------------------------------------------------------------------------ figures
+
+
+def _fig_cindex(analysis: SurvivalAnalysis) -> str:
+    table = analysis.cv.fold_table()
+    names = analysis.models + analysis.baselines
+    fig, ax = new_figure((7, 0.5 + 0.45 * len(names) + 1))
+    data = [table.loc[table.model == n, "harrell_c"].dropna().to_numpy() for n in names]
+    ax.boxplot(data, vert=False, tick_labels=names)
+    for i, d in enumerate(data, start=1):
+        ax.plot(d, np.full(d.shape, i) + np.linspace(-0.12, 0.12, len(d)), "o", ms=3, alpha=0.6)
+    ax.axvline(0.5, color="grey", ls=":")
+    ax.set_xlabel("Harrell's C per test fold")
+    ax.invert_yaxis()
+    return figure_to_data_uri(fig)
+
+
+def _fig_km(analysis: SurvivalAnalysis, preds: pd.DataFrame) -> tuple[str, dict[str, float]]:
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import logrank_test
+
+    names = analysis.models + analysis.baselines
+    ncol = min(3, len(names))
+    nrow = math.ceil(len(names) / ncol)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2 * ncol, 3.4 * nrow))
+    FigureCanvasAgg(fig)
+    pvalues = {}
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(nrow, ncol, i + 1)
+        p = preds[(preds.model == name) & (preds.repeat == 0)].dropna(subset=["risk"])
+        for flag, label, color in ((False, "low risk", "tab:blue"), (True, "high risk", "tab:red")):
+            g = p[p.high_risk == flag]
+            if len(g):
+                KaplanMeierFitter().fit(g.time, g.event, label=f"{label} (n={len(g)})").plot(
+                    ax=ax, color=color, ci_show=False
+                )
+        hi, lo = p[p.high_risk], p[~p.high_risk]
+        pv = math.nan
+        if len(hi) and len(lo):
+            pv = float(logrank_test(hi.time, lo.time, hi.event, lo.event).p_value)
+        pvalues[name] = pv
+        ax.set_title(f"{name}: log-rank p = {format_number(pv, 3)}", fontsize=9)
+        ax.set_xlabel("days")
+        ax.set_ylim(0, 1.02)
+    fig.tight_layout()
+    return figure_to_data_uri(fig), pvalues
+
+
+def _fig_td_auc(analysis: SurvivalAnalysis) -> str:
+    from radsurv.evaluation.survival_metrics import AUC_CURVE_DAYS
+
+    fig, ax = new_figure((7, 4))
+    for name in analysis.models + analysis.baselines:
+        curves = np.array([f.auc_curve for f in analysis.cv.folds if f.model == name])
+        if curves.size == 0 or np.all(np.isnan(curves)):
+            continue
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(curves, axis=0)
+        ls = "--" if name in analysis.baselines else "-"
+        ax.plot(AUC_CURVE_DAYS, mean, ls, marker=".", label=name)
+    ax.axhline(0.5, color="grey", ls=":")
+    ax.set_xlabel("days")
+    ax.set_ylabel("cumulative/dynamic AUC (mean over folds)")
+    ax.legend(fontsize=8)
+    return figure_to_data_uri(fig)
+
+
+def _fig_calibration(analysis: SurvivalAnalysis, preds: pd.DataFrame) -> str:
+    from lifelines import KaplanMeierFitter
+
+    from radsurv.evaluation.survival_metrics import CALIBRATION_DAYS
+
+    fig, ax = new_figure((5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", ls=":")
+    for name in analysis.models + analysis.baselines[:1]:
+        p = preds[(preds.model == name) & (preds.repeat == 0)].dropna(subset=["surv_12m"])
+        if len(p) < 10:
+            continue
+        groups = pd.qcut(p.surv_12m.rank(method="first"), q=min(5, len(p) // 5), labels=False)
+        xs, ys = [], []
+        for _, g in p.groupby(groups):
+            km = KaplanMeierFitter().fit(g.time, g.event)
+            xs.append(g.surv_12m.mean())
+            ys.append(float(km.survival_function_at_times(CALIBRATION_DAYS).iloc[0]))
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel("predicted survival at 12 months (out-of-fold, quintiles)")
+    ax.set_ylabel("observed (Kaplan-Meier) survival at 12 months")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    return figure_to_data_uri(fig)
+
+
+def _top_features(analysis: SurvivalAnalysis, n: int = 15) -> tuple[str | None, list]:
+    from radsurv.models.survival import feature_importance
+
+    rows = []
+    uri = None
+    for name, model in analysis.final_models.items():
+        imp = feature_importance(model)
+        if not imp:
+            continue
+        top = sorted(imp.items(), key=lambda kv: -abs(kv[1]))[:n]
+        rows.append({"model": name, "features": [(k, format_number(v)) for k, v in top]})
+        if uri is None:
+            fig, ax = new_figure((7, 0.3 * len(top) + 1))
+            ax.barh([k for k, _ in top][::-1], [v for _, v in top][::-1], color="tab:purple")
+            kind = "coefficient" if name == "cox" else "importance (total gain)"
+            ax.set_xlabel(f"{name}: {kind}")
+            ax.tick_params(axis="y", labelsize=7)
+            uri = figure_to_data_uri(fig)
+    return uri, rows
+
+
+# ------------------------------------------------------------------------------------ outputs
+
+
+def metrics_document(analysis: SurvivalAnalysis) -> dict[str, Any]:
+    """The metrics.json content (schema in the module README section)."""
+    s = analysis.cv.summaries
+    return {
+        "models": {m: s[m] for m in analysis.models if m in s},
+        "baselines": {b: s[b] for b in analysis.baselines if b in s},
+        "n": analysis.data.cohort.get("n"),
+        "events": analysis.data.cohort.get("events"),
+        "cohort": analysis.data.cohort,
+        "cv": {"n_splits": analysis.cv.n_splits, "n_repeats": analysis.cv.n_repeats},
+        "settings": analysis.settings,
+        "notes": analysis.data.notes,
+        "summary_definition": {
+            "mean": "mean over all test folds",
+            "sd": "standard deviation of the per-repeat means",
+            "sd_folds": "standard deviation over all test folds",
+            "ci95": "percentile bootstrap 95% CI of the mean over folds (2000 resamples)",
+        },
+    }
+
+
+def _metric_rows(analysis: SurvivalAnalysis) -> list[dict[str, Any]]:
+    rows = []
+    for name in analysis.models + analysis.baselines:
+        summ = analysis.cv.summaries.get(name, {})
+        cells = []
+        for metric in TABLE_METRICS:
+            m = summ.get(metric, {})
+            digits = 0 if metric == "mse" else 3
+            text = f"{format_number(m.get('mean'), digits)} ± {format_number(m.get('sd'), digits)}"
+            ci = m.get("ci95", [math.nan, math.nan])
+            text += f" [{format_number(ci[0], digits)}, {format_number(ci[1], digits)}]"
+            if m.get("n_undefined"):
+                text += f" ({m['n_undefined']} folds undefined)"
+            cells.append(text)
+        rows.append({"name": name, "baseline": name in analysis.baselines, "cells": cells})
+    return rows
+
+
+def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, Path]:
+    """Write report.html, metrics.json, predictions.csv, folds.csv and models/*.skops."""
+    from radsurv.models.survival import save_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    preds = analysis.cv.predictions(analysis.data.X.index, analysis.data.y)
+    paths = {"predictions": out / "predictions.csv", "folds": out / "folds.csv"}
+    preds.to_csv(paths["predictions"], index=False)
+    analysis.cv.fold_table().to_csv(paths["folds"], index=False)
+    for name, model in analysis.final_models.items():
+        paths[f"model:{name}"] = save_model(model, out / "models" / f"{name}.skops")
+    doc = metrics_document(analysis)
+    km_uri, pvalues = _fig_km(analysis, preds)
+    doc["logrank_p_repeat0"] = pvalues
+    paths["metrics"] = write_metrics_json(doc, out / "metrics.json")
+    top_uri, top_rows = _top_features(analysis)
+    cohort = pd.DataFrame(
+        {"value": {k: v for k, v in analysis.data.cohort.items() if not isinstance(v, dict)}}
+    )
+    cohort.index.name = "cohort"
+    figures = [
+        ("Harrell's C per test fold, models against the baselines", _fig_cindex(analysis)),
+        (
+            "Kaplan-Meier curves of out-of-fold risk groups (repeat 1; high risk = above the "
+            "training fold's median risk)",
+            km_uri,
+        ),
+        ("Time-dependent AUC (mean over folds)", _fig_td_auc(analysis)),
+        ("Calibration at 12 months (repeat 1)", _fig_calibration(analysis, preds)),
+    ]
+    if top_uri:
+        figures.append(("Top features of the final model fitted on all cases", top_uri))
+    context = {
+        "title": "radsurv survival report",
+        "subtitle": f"{analysis.data.cohort.get('n')} cases, "
+        f"{analysis.data.cohort.get('events')} events",
+        "warnings": analysis.data.notes,
+        "cohort": dataframe_rows(cohort),
+        "resection": analysis.data.cohort.get("resection", {}),
+        "metric_names": TABLE_METRICS,
+        "metric_rows": _metric_rows(analysis),
+        "figures": figures,
+        "top_features": top_rows,
+        "settings": analysis.settings,
+    }
+    paths["report"] = render_report("survival.html.j2", context, out / "report.html")
+    return paths
