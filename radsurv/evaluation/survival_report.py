@@ -470,7 +470,12 @@ def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, P
     paths["metrics"] = write_metrics_json(doc, out / "metrics.json")
     top_uri, top_rows = _top_features(analysis)
     cohort = pd.DataFrame(
-        {"value": {k: v for k, v in analysis.data.cohort.items() if not isinstance(v, dict)}}
+        {
+            "value": pd.Series(
+                {k: v for k, v in analysis.data.cohort.items() if not isinstance(v, dict)},
+                dtype=object,
+            )
+        }
     )
     cohort.index.name = "cohort"
     figures = [
