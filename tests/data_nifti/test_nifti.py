@@ -211,3 +211,19 @@ def test_read_mask_nifti_checks_the_grid(nt, tmp_path: Path, make_case_folder) -
     moved = nt.write_image(tmp_path / "pred" / "c9_moved.nii.gz", mask, origin=(0.0, 0.0, 0.0))
     with pytest.raises(GeometryError, match="origin"):
         read_mask_nifti(moved, case)
+
+
+def test_brats2020_odd_mask_name_and_4d_files(
+    nt, tmp_path: Path, make_case_folder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # BraTS 2020 case 355 ships its mask as "W39_1998.09.19_Segm.nii"
+    folder = make_case_folder(tmp_path, "BraTS20_Training_355", labels=None)
+    nt.write_image(folder / "W39_1998.09.19_Segm.nii", nt.make_arrays(0)[1])
+    with caplog.at_level(logging.WARNING):
+        case = read_nifti_case(folder)
+    assert case.labels is not None and set(np.unique(case.labels)) == {0, 1, 2, 4}
+    assert "W39_1998.09.19_Segm.nii as the label mask" in caplog.text
+    four_d = make_case_folder(tmp_path, "c10", modalities=("flair",), labels=None)
+    sitk.WriteImage(sitk.Image([4, 4, 4, 2], sitk.sitkFloat32), str(four_d / "c10_flair.nii.gz"))
+    with pytest.raises(NiftiError, match=r"c10_flair\.nii\.gz: expected a 3-D scalar image"):
+        read_nifti_case(four_d)
