@@ -65,9 +65,12 @@ def _forced_mask(est: BaseEstimator, forced: Sequence[str | int], n_features: in
 class _SupportSelector(TransformerMixin, BaseEstimator):
     """Base of the column filters: subclasses set ``support_`` (bool mask) in ``fit``."""
 
+    _allow_nan = True
+
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "support_")
-        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
+        finite = "allow-nan" if self._allow_nan else True
+        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite=finite)
         return X[:, self.support_]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -80,7 +83,7 @@ class _SupportSelector(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):  # noqa: D105
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
+        tags.input_tags.allow_nan = self._allow_nan
         return tags
 
 
@@ -207,8 +210,10 @@ class SelectKBestScored(_SupportSelector):
         self.scorer = scorer
         self.forced = forced
 
+    _allow_nan = False  # scorers such as f_classif need complete data: impute first
+
     def fit(self, X: Any, y: Any) -> SelectKBestScored:
-        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+        X = validate_data(self, X, dtype=np.float64)
         if self.k is not None and self.k < 0:
             raise ConfigError(f"k must be >= 0, got {self.k}")
         forced = _forced_mask(self, self.forced, X.shape[1])
