@@ -202,6 +202,11 @@ def _choose_mapping(
     vocab = _vocabulary_of(pos)
     pos_set, neg_set = ({pos}, set()) if vocab is None else (vocab[0], vocab[1])
     neg_name = "" if vocab is None else vocab[3]
+    if not any(v in pos_set for v in distinct):
+        raise LabelTableError(
+            f"{path}: positive class '{positive}' does not occur in column '{column}' "
+            f"(labels there: {[spelling[v] for v in distinct][:10]}). Name one of them."
+        )
     if negative is not None:
         neg = _norm(negative)
         other = _vocabulary_of(neg)
@@ -216,11 +221,6 @@ def _choose_mapping(
                 "(--negative) and pass --drop-unknown to leave out the other labels."
             )
         neg_set, neg_name = {others[0]}, spelling[others[0]]
-    if not any(v in pos_set for v in distinct):
-        raise LabelTableError(
-            f"{path}: positive class '{positive}' does not occur in column '{column}' "
-            f"(labels there: {[spelling[v] for v in distinct][:10]}). Name one of them."
-        )
     return {v: 0 for v in neg_set} | {v: 1 for v in pos_set}, spelling.get(pos, positive), neg_name
 
 
