@@ -37,6 +37,9 @@ def _main(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    if verbose == 1:
-        level = logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # radsurv's own messages at the chosen level; other libraries only warn unless -vv
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("radsurv").setLevel(level)
