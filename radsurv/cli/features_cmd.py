@@ -1,3 +1,75 @@
-"""radsurv CLI commands: features."""
+"""radsurv CLI commands: features (``radsurv extract-features``)."""
 
-from radsurv.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from radsurv.cli.app import app
+
+logger = logging.getLogger(__name__)
+
+
+@app.command("extract-features")
+def extract_features_cmd(
+    manifest: Path = typer.Option(..., "--manifest", help="data_manifest.csv to read cases from."),
+    output: Path = typer.Option(..., "-o", "--output", help="Features table (.csv or .parquet)."),
+    masks: str = typer.Option(
+        "ground-truth", "--masks", help="ground-truth, or a folder with <case_id>.nii.gz masks."
+    ),
+    params: str = typer.Option(
+        "brats-original",
+        "--params",
+        help="brats-original, brats-filters, or a PyRadiomics parameter file (.yaml).",
+    ),
+    intensity: str = typer.Option(
+        "zscore-brain", "--intensity", help="zscore-brain (inside non-zero voxels) or as-is."
+    ),
+    regions: str = typer.Option(None, "--regions", help="Subset of NCR,ED,ET,TC,WT (default all)."),
+    modalities: str = typer.Option(
+        None, "--modalities", help="Subset of flair,t1,t1gd,t2 (default: those every case has)."
+    ),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes (default all cores)."),
+    dask: str = typer.Option(
+        None, "--dask", help="Address of a Dask scheduler (tcp://host:8786) to run the tasks on."
+    ),
+    force: bool = typer.Option(False, "--force", help="Recompute cases finished earlier."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first failing case."),
+    progress: bool = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."
+    ),
+) -> None:
+    """Radiomic features per case x subregion x modality (PyRadiomics), resumable and parallel.
+
+    Writes OUT, OUT's status table (<name>.status.csv), provenance (<name>.provenance.json) and
+    finished cases under OUT.parts/ (rerun the same command to resume). Exit code 1 when a case
+    failed (see the status table), 2 on bad options or input.
+    """
+    from radsurv.data.labels import parse_modalities, parse_regions
+    from radsurv.features.runner import extract_features
+
+    mask_arg = masks if masks == "ground-truth" else Path(masks)
+    result = extract_features(
+        manifest,
+        params=params,
+        intensity=intensity,
+        regions=parse_regions(regions),
+        modalities=parse_modalities(modalities),
+        masks=mask_arg,
+        jobs=jobs,
+        dask=dask,
+        output=output,
+        force=force,
+        strict=strict,
+        progress=progress,
+    )
+    n_ok = int((result.status["status"] == "ok").sum())
+    typer.echo(
+        f"{n_ok}/{len(result.status)} case(s) ok, {result.features.shape[1] - 1} feature columns "
+        f"-> {output} (status: {result.provenance['status']})"
+    )
+    if result.failed:
+        typer.echo(f"failed: {', '.join(result.failed)}", err=True)
+        raise typer.Exit(1)

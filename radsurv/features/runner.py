@@ -1,0 +1,757 @@
+"""Batch extraction: cases in parallel (processes or a Dask cluster), resumable, with a status.
+
+Work per case: one *prepare* task (read once, preprocess, crop), then one *shape* task per
+region and one *texture* task per modality (or per modality x region when only original images
+are enabled). A finished case is written at once to ``OUT.parts/`` (see
+:mod:`radsurv.features.store`); a rerun loads finished cases and computes only the others.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from radsurv.data.case import Case
+from radsurv.data.labels import MODALITIES
+from radsurv.errors import ConfigError, FeatureExtractionError, RadsurvError
+from radsurv.features.extract import (
+    ExtractionConfig,
+    PreparedCase,
+    crop_padding,
+    feature_columns,
+    merge_notes,
+    modality_features,
+    prepare_case,
+    row_from_values,
+    shape_features,
+)
+from radsurv.features.params import DEFAULT_PRESET
+from radsurv.features.preprocessing import DEFAULT_INTENSITY
+from radsurv.features.store import PartStore, atomic_write_bytes, parts_dir
+
+logger = logging.getLogger(__name__)
+
+STATUS_COLUMNS = ("case_id", "status", "seconds", "error", "notes", "resumed")
+
+
+# ------------------------------------------------------------------------------- case sources
+
+
+@dataclass
+class CaseRef:
+    """How a worker gets one case: an in-memory Case, or a manifest row (+ optional mask file)."""
+
+    case_id: str
+    case: Case | None = None
+    manifest: str | None = None
+    mask_path: str | None = None
+    labels: np.ndarray | None = None
+    problem: str | None = None
+
+
+@lru_cache(maxsize=4)
+def _manifest(path: str) -> Any:
+    from radsurv.data.manifest import Manifest
+
+    return Manifest.read(Path(path))
+
+
+def load_ref(ref: CaseRef) -> tuple[Case, np.ndarray | None]:
+    """Read the case (and its mask override) a reference points to; runs inside the worker."""
+    if ref.problem:
+        raise FeatureExtractionError(f"case {ref.case_id}: {ref.problem}")
+    if ref.case is not None:
+        case = ref.case
+    elif ref.manifest is not None:
+        case = _manifest(ref.manifest).load_case(ref.case_id)
+    else:
+        raise FeatureExtractionError(f"case {ref.case_id}: no case data and no manifest")
+    labels = ref.labels
+    if ref.mask_path is not None:
+        from radsurv.data.nifti import read_mask_nifti
+
+        path = Path(ref.mask_path)
+        if not path.is_file():
+            raise FeatureExtractionError(
+                f"case {ref.case_id}: mask file {path} not found; --masks DIR needs "
+                f"DIR/{ref.case_id}.nii.gz for every case"
+            )
+        try:
+            labels = read_mask_nifti(path, case)
+        except RadsurvError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - SimpleITK/IO errors of a user file
+            raise FeatureExtractionError(
+                f"case {ref.case_id}: cannot read mask {path}: {exc}"
+            ) from exc
+    return case, labels
+
+
+def _mask_for(case_id: str, masks: Any, manifest_row: Any = None, root: Path | None = None):
+    """(mask_path, labels) for one case from the ``masks`` option."""
+    if masks is None or (isinstance(masks, str) and masks == "ground-truth"):
+        if manifest_row is not None and root is not None:
+            value = str(manifest_row.get("mask", "") or "")
+            if value:
+                return str((root / value).resolve()), None
+        return None, None
+    if isinstance(masks, dict):
+        if case_id not in masks:
+            return None, None
+        value = masks[case_id]
+        if isinstance(value, np.ndarray):
+            return None, value
+        return str(value), None
+    folder = Path(masks)
+    return str(folder / f"{case_id}.nii.gz"), None
+
+
+def _mask_source(masks: Any) -> str:
+    if masks is None or (isinstance(masks, str) and masks == "ground-truth"):
+        return "ground-truth"
+    if isinstance(masks, dict):
+        return "dict"
+    return str(Path(masks).resolve())
+
+
+def case_refs(source: Any, masks: Any = "ground-truth") -> tuple[list[CaseRef], list[str] | None]:
+    """Case references and the modalities every case has (None when unknown) from any source.
+
+    ``source``: a manifest path, a :class:`~radsurv.data.manifest.Manifest`, a Case or a list of
+    Cases.
+    """
+    if not isinstance(masks, str | dict) and masks is not None:
+        masks = Path(masks)
+    if isinstance(masks, Path) and not masks.is_dir():
+        raise ConfigError(f"--masks {masks}: not a folder (give ground-truth or a folder)")
+    if isinstance(source, str | Path):
+        from radsurv.data.manifest import Manifest
+
+        manifest = Manifest.read(Path(source))
+        path = str(Path(source).resolve())
+    elif isinstance(source, Case):
+        return case_refs([source], masks)
+    elif hasattr(source, "load_case") and hasattr(source, "table"):
+        manifest = source
+        if manifest.path is None:
+            raise ConfigError("an in-memory Manifest cannot be sent to workers; write it first")
+        path = str(Path(manifest.path).resolve())
+    else:
+        cases = list(source)
+        if not all(isinstance(c, Case) for c in cases):
+            raise ConfigError("cases must be a manifest path, a Manifest, a Case or Cases")
+        refs = []
+        for case in cases:
+            mask_path, labels = _mask_for(case.case_id, masks)
+            refs.append(CaseRef(case.case_id, case=case, mask_path=mask_path, labels=labels))
+        common = [m for m in MODALITIES if all(m in c.images for c in cases)]
+        return refs, common or None
+    refs = []
+    sets = []
+    for case_id in manifest.case_ids:
+        row = manifest.row(case_id)
+        mask_path, labels = _mask_for(case_id, masks, row, manifest.root)
+        problem = str(row.get("problem", "") or "") or None
+        refs.append(
+            CaseRef(case_id, manifest=path, mask_path=mask_path, labels=labels, problem=problem)
+        )
+        mods = str(row.get("modalities", "") or "")
+        if mods and not problem:
+            sets.append(set(mods.split(",")))
+    common = [m for m in MODALITIES if sets and all(m in s for s in sets)]
+    return refs, common or None
+
+
+# ------------------------------------------------------------------------------ worker tasks
+
+
+def _timed(fn: Callable, *args: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+def task_prepare(ref: CaseRef, config: ExtractionConfig) -> tuple[PreparedCase, float]:
+    """Worker task: read one case, preprocess it and crop it to the tumour."""
+
+    def run() -> PreparedCase:
+        case, labels = load_ref(ref)
+        return prepare_case(case, config, labels)
+
+    return _timed(run)
+
+
+def task_shape(prep: PreparedCase, config: ExtractionConfig, regions: Sequence[str]):
+    """Worker task: shape features of some regions of a prepared case."""
+    return _timed(shape_features, prep, config, regions)
+
+
+def task_texture(
+    prep: PreparedCase, config: ExtractionConfig, modality: str, regions: Sequence[str]
+):
+    """Worker task: non-shape features of one modality for some regions."""
+    return _timed(modality_features, prep, config, modality, regions)
+
+
+# ---------------------------------------------------------------------------------- backends
+
+
+def _done_future(fn: Callable, *args: Any) -> cf.Future:
+    future: cf.Future = cf.Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - delivered through the future like a pool does
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        future.set_exception(exc)
+    return future
+
+
+class InlineBackend:
+    """Runs each task at once in this process (``jobs=1``): no pickling, easy debugging."""
+
+    workers = 1
+
+    def submit(self, fn: Callable, *args: Any) -> cf.Future:
+        return _done_future(fn, *args)
+
+    def share(self, obj: Any) -> Any:
+        return obj
+
+    def wait_any(self, futures: list) -> list:
+        return [f for f in futures if f.done()]
+
+    def close(self) -> None:
+        pass
+
+
+def _init_worker() -> None:
+    """One BLAS/OpenMP thread per worker process: the pool already uses every core."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - comes with scikit-learn
+        pass
+
+
+class PoolBackend:
+    """A local process pool.
+
+    Workers come from a forkserver that has imported PyRadiomics once: cheap to start, and never
+    forked from a parent whose ITK thread pool already ran (fork-unsafe). As with any
+    non-fork start method, a calling *script* needs the ``if __name__ == "__main__":`` guard.
+    """
+
+    def __init__(self, jobs: int) -> None:
+        import multiprocessing as mp
+
+        self.workers = jobs
+        methods = mp.get_all_start_methods()
+        method = "forkserver" if "forkserver" in methods else "spawn"
+        ctx = mp.get_context(method)
+        if method == "forkserver":
+            preload = ["radiomics.featureextractor", "radsurv.features.runner"]
+            ctx.set_forkserver_preload(preload)
+        self.pool = cf.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_init_worker
+        )
+
+    def submit(self, fn: Callable, *args: Any) -> cf.Future:
+        return self.pool.submit(fn, *args)
+
+    def share(self, obj: Any) -> Any:
+        return obj
+
+    def wait_any(self, futures: list) -> list:
+        done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+        return list(done)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskBackend:
+    """Tasks on a Dask distributed cluster: ``address`` (``tcp://host:8786``) or a Client."""
+
+    def __init__(self, address: Any) -> None:
+        from distributed import Client
+
+        if isinstance(address, Client):
+            self.client, self.own = address, False
+        else:
+            try:
+                self.client, self.own = Client(address, timeout="20s"), True
+            except OSError as exc:
+                raise ConfigError(
+                    f"--dask {address}: cannot connect to a Dask scheduler ({exc}); start one "
+                    "with `dask scheduler` and `dask worker ADDRESS`, or drop --dask"
+                ) from exc
+        threads = self.client.nthreads()
+        self.workers = max(1, sum(threads.values()))
+
+    def submit(self, fn: Callable, *args: Any) -> Any:
+        return self.client.submit(fn, *args, pure=False)
+
+    def share(self, obj: Any) -> Any:
+        # one upload per case; its tasks then reference it on the cluster
+        return self.client.scatter(obj, hash=False)
+
+    def wait_any(self, futures: list) -> list:
+        from distributed import wait
+
+        return list(wait(futures, return_when="FIRST_COMPLETED").done)
+
+    def close(self) -> None:
+        if self.own:
+            self.client.close()
+
+
+def make_backend(jobs: int | None, dask: Any = None) -> Any:
+    """The backend for ``--jobs`` / ``--dask``; jobs ``None`` means all cores."""
+    if dask is not None:
+        return DaskBackend(dask)
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: give a positive number of processes")
+    return InlineBackend() if jobs == 1 else PoolBackend(jobs)
+
+
+# ---------------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """A rich progress bar on a terminal; plain log lines otherwise."""
+
+    def __init__(self, total: int, enabled: bool | None) -> None:
+        self.total = total
+        self.done = 0
+        self.t0 = time.perf_counter()
+        tty = sys.stderr.isatty()
+        self.bar = None
+        # a bar needs a terminal; elsewhere (logs, CI, --no-progress) one line per case
+        if enabled is not False and tty:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("features"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self.task = self.bar.add_task("cases", total=total, rate="")
+            self.bar.start()
+
+    def advance(self, case_id: str, status: str) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.t0
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, rate=f"{rate * 60:.1f} cases/min")
+        else:
+            left = (self.total - self.done) / rate if rate > 0 else math.nan
+            logger.info(
+                "case %s %s (%d/%d, %.1f cases/min, ETA %.0f s)",
+                case_id,
+                status,
+                self.done,
+                self.total,
+                rate * 60,
+                left,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ------------------------------------------------------------------------------------ runner
+
+
+@dataclass
+class _Job:
+    ref: CaseRef
+    values: dict[str, float] = field(default_factory=dict)
+    notes: list[list[str]] = field(default_factory=list)
+    seconds: float = 0.0
+    remaining: int = 0
+    futures: list = field(default_factory=list)
+
+
+def _plan(prep: PreparedCase, config: ExtractionConfig) -> list[tuple[str, tuple]]:
+    """Tasks of a prepared case: shape per region; texture per modality (x region if original)."""
+    present = [r for r in config.regions if prep.region_voxels.get(r, 0) > 0]
+    if not present:
+        return []
+    tasks: list[tuple[str, tuple]] = [("shape", (r,)) for r in present]
+    image_types = set((config.params.get("imageType") or {"Original": {}}).keys())
+    # derived images are shared by a modality's regions; original ones are cheap to split
+    split = image_types <= {"Original"}
+    for modality in config.modalities:
+        if split:
+            tasks += [("texture", (modality, (r,))) for r in present]
+        else:
+            tasks.append(("texture", (modality, tuple(present))))
+    return tasks
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, RadsurvError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run_cases(
+    refs: Sequence[CaseRef],
+    config: ExtractionConfig,
+    columns: Sequence[str],
+    backend: Any,
+    store: PartStore | None,
+    strict: bool = False,
+    progress: bool | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Compute every case of ``refs`` (none already stored); returns case_id -> record.
+
+    A record holds ``case_id``, ``settings_hash``, ``status`` (ok/failed), ``seconds`` (task
+    time summed), ``error``, ``notes`` and, for ok cases, ``values`` (column -> float).
+    """
+    records: dict[str, dict[str, Any]] = {}
+    todo = deque(refs)
+    jobs: dict[str, _Job] = {}
+    futures: dict[Any, tuple[str, str]] = {}
+    max_active = backend.workers + 1  # bounds memory: payloads of a few cases only
+    bar = _Progress(len(refs), progress)
+
+    def finish(cid: str, error: BaseException | None = None) -> None:
+        job = jobs.pop(cid)
+        record: dict[str, Any] = {
+            "case_id": cid,
+            "settings_hash": config.settings_hash(),
+            "status": "ok" if error is None else "failed",
+            "seconds": round(job.seconds, 3),
+            "error": "" if error is None else _error_text(error),
+            "notes": merge_notes(*job.notes),
+        }
+        if error is None:
+            record["values"] = row_from_values(cid, job.values, columns)
+            record["values"].pop("case_id")
+            if store is not None:
+                store.save(record)
+        else:
+            logger.error("case %s failed: %s", cid, record["error"])
+            for f in job.futures:
+                f.cancel()
+        records[cid] = record
+        bar.advance(cid, record["status"])
+        if error is not None and strict:
+            raise FeatureExtractionError(
+                f"stopped at the first failure (--strict): {record['error']}"
+            ) from error
+
+    try:
+        while todo or futures:
+            while todo and len(jobs) < max_active:
+                ref = todo.popleft()
+                jobs[ref.case_id] = _Job(ref)
+                futures[backend.submit(task_prepare, ref, config)] = (ref.case_id, "prepare")
+            for future in backend.wait_any(list(futures)):
+                cid, kind = futures.pop(future)
+                job = jobs.get(cid)
+                if job is None:  # the case already failed
+                    continue
+                try:
+                    result, seconds = future.result()
+                except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                    finish(cid, exc)
+                    continue
+                job.seconds += seconds
+                if kind == "prepare":
+                    prep: PreparedCase = result
+                    job.notes.append(prep.notes)
+                    plan = _plan(prep, config)
+                    if not plan:
+                        finish(cid)
+                        continue
+                    shared = backend.share(prep)
+                    for task_kind, args in plan:
+                        if task_kind == "shape":
+                            f = backend.submit(task_shape, shared, config, args)
+                        else:
+                            f = backend.submit(task_texture, shared, config, *args)
+                        futures[f] = (cid, task_kind)
+                        job.futures.append(f)
+                    job.remaining = len(plan)
+                else:
+                    values, notes = result
+                    job.values.update(values)
+                    job.notes.append(notes)
+                    job.remaining -= 1
+                    if job.remaining == 0:
+                        finish(cid)
+    finally:
+        for future in futures:
+            future.cancel()
+        bar.close()
+    return records
+
+
+# -------------------------------------------------------------------------------- public API
+
+
+@dataclass
+class FeatureResult:
+    """What :func:`extract_features` returns.
+
+    Attributes
+    ----------
+    features
+        One row per successfully processed case: ``case_id``, then the feature columns.
+    status
+        One row per case: ``case_id``, ``status`` (ok/failed), ``seconds``, ``error``, ``notes``
+        (e.g. empty regions), ``resumed`` (read from a previous run's parts).
+    provenance
+        Versions, full settings and their hash, column count, output paths.
+    """
+
+    features: pd.DataFrame
+    status: pd.DataFrame
+    provenance: dict[str, Any]
+
+    @property
+    def failed(self) -> list[str]:
+        """Ids of the cases that failed."""
+        return self.status.loc[self.status["status"] == "failed", "case_id"].tolist()
+
+    def _repr_html_(self) -> str:
+        n_ok = int((self.status["status"] == "ok").sum())
+        head = (
+            f"<p><b>FeatureResult</b>: {n_ok} case(s) ok, {len(self.failed)} failed, "
+            f"{self.features.shape[1] - 1} feature columns, settings "
+            f"<code>{self.provenance.get('settings_hash')}</code></p>"
+        )
+        return head + self.status.to_html(index=False)
+
+
+def _versions() -> dict[str, str]:
+    import SimpleITK as sitk
+    from radiomics import __version__ as radiomics_version
+
+    import radsurv
+
+    out = {
+        "radsurv": getattr(radsurv, "__version__", "unknown"),
+        "pyradiomics": radiomics_version,
+        "numpy": np.__version__,
+        "SimpleITK": sitk.Version.VersionString(),
+        "pandas": pd.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        import pywt
+
+        out["PyWavelets"] = pywt.__version__
+    except ImportError:  # pragma: no cover - a PyRadiomics dependency
+        pass
+    return out
+
+
+def sidecar_paths(output: Path) -> tuple[Path, Path]:
+    """(status table, provenance JSON) beside an output: ``x.csv`` -> ``x.status.csv``, ..."""
+    name = output.name
+    for suffix in (".csv.gz", ".csv", ".parquet", ".pq"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return output.with_name(f"{name}.status.csv"), output.with_name(f"{name}.provenance.json")
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    """CSV or Parquet by extension, atomically (floats written at full precision)."""
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+    elif name.endswith((".csv", ".csv.gz")):
+        compression = "gzip" if name.endswith(".gz") else None
+        data = df.to_csv(index=False, compression=None).encode()
+        if compression:
+            import gzip
+
+            data = gzip.compress(data, mtime=0)
+        atomic_write_bytes(path, data)
+    else:
+        raise ConfigError(f"output {path}: use a .csv, .csv.gz, .parquet or .pq file name")
+
+
+def extract_features(
+    cases: Any,
+    *,
+    params: str | dict[str, Any] = DEFAULT_PRESET,
+    intensity: str = DEFAULT_INTENSITY,
+    regions: Sequence[str] | None = None,
+    modalities: Sequence[str] | None = None,
+    masks: Any = "ground-truth",
+    jobs: int | None = None,
+    dask: Any = None,
+    output: str | Path | None = None,
+    force: bool = False,
+    strict: bool = False,
+    progress: bool | None = None,
+) -> FeatureResult:
+    """Radiomic features per case x subregion x modality, equal to PyRadiomics' own values.
+
+    Parameters
+    ----------
+    cases
+        A manifest path (``data_manifest.csv``), a Manifest read from a file, a Case or Cases.
+    params
+        ``"brats-original"`` (default), ``"brats-filters"``, a PyRadiomics YAML path or dict.
+    intensity
+        ``"zscore-brain"`` (z-score inside the non-zero voxels) or ``"as-is"``.
+    regions, modalities
+        Subsets of NCR, ED, ET, TC, WT and of flair, t1, t1gd, t2 (default: all regions; the
+        modalities every case has).
+    masks
+        ``"ground-truth"``, a folder with ``<case_id>.nii.gz`` per case, or a dict case_id ->
+        label array / file. With a manifest, a ``mask`` column (paths relative to the manifest)
+        overrides the ground truth.
+    jobs
+        Worker processes (default: all cores; 1 runs in this process).
+    dask
+        A Dask scheduler address or ``distributed.Client``: run the tasks there instead.
+    output
+        Features file (.csv or .parquet). Enables resuming: finished cases go to
+        ``OUT.parts/``; status and provenance are written beside it.
+    force
+        Recompute cases already stored for these settings.
+    strict
+        Stop at the first failing case (raises FeatureExtractionError).
+    progress
+        Progress bar (None: on a terminal only).
+
+    Examples
+    --------
+    >>> res = extract_features("data_manifest.csv", regions=["ET", "WT"], jobs=2,
+    ...                        output="features.csv")  # doctest: +SKIP
+    >>> res.features.filter(like="WT_original_shape").head()  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    refs, common = case_refs(cases, masks)
+    config = ExtractionConfig.create(
+        params, intensity, regions, modalities or common or MODALITIES, _mask_source(masks)
+    )
+    columns = feature_columns(config)
+    settings_hash = config.settings_hash()
+    store = None
+    out_path = None
+    if output is not None:
+        out_path = Path(output)
+        sidecar_paths(out_path)
+        store = PartStore(parts_dir(out_path), settings_hash)
+        others = store.other_settings()
+        if others:
+            logger.info(
+                "%d part(s) of other settings in %s are ignored (settings hash now %s)",
+                len(others),
+                store.folder,
+                settings_hash,
+            )
+    records: dict[str, dict[str, Any]] = {}
+    resumed: set[str] = set()
+    if store is not None:
+        for ref in refs:
+            if force:
+                store.remove(ref.case_id)
+                continue
+            record = store.load(ref.case_id)
+            if record is not None:
+                records[ref.case_id] = record
+                resumed.add(ref.case_id)
+    todo = [ref for ref in refs if ref.case_id not in records]
+    logger.info(
+        "extracting %d case(s) (%d already done), %d columns, settings %s",
+        len(todo),
+        len(resumed),
+        len(columns),
+        settings_hash,
+    )
+    if todo:
+        backend = make_backend(jobs, dask)
+        try:
+            records.update(run_cases(todo, config, columns, backend, store, strict, progress))
+        finally:
+            backend.close()
+
+    rows = []
+    status_rows = []
+    for ref in refs:
+        record = records[ref.case_id]
+        if record["status"] == "ok":
+            rows.append({"case_id": ref.case_id, **record["values"]})
+        status_rows.append(
+            {
+                "case_id": ref.case_id,
+                "status": record["status"],
+                "seconds": record["seconds"],
+                "error": record["error"],
+                "notes": "; ".join(record["notes"]),
+                "resumed": ref.case_id in resumed,
+            }
+        )
+    features = pd.DataFrame(rows, columns=["case_id", *columns])
+    features[columns] = features[columns].astype(np.float64)
+    status = pd.DataFrame(status_rows, columns=list(STATUS_COLUMNS))
+    padding = crop_padding(config.params, (1.0, 1.0, 1.0))
+    provenance: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "settings": config.settings(),
+        "settings_hash": settings_hash,
+        "n_columns": len(columns),
+        "n_cases": len(refs),
+        "n_ok": int((status["status"] == "ok").sum()),
+        "n_failed": int((status["status"] == "failed").sum()),
+        "cropping": "off (settings need the whole image)"
+        if padding is None
+        else f"tumour bounding box + padding {padding[0]} voxels (z, y, x) at 1 mm",
+        "wall_seconds": round(time.perf_counter() - t0, 3),
+        "backend": "dask" if dask is not None else f"processes={jobs or os.cpu_count()}",
+    }
+    if out_path is not None:
+        status_path, prov_path = sidecar_paths(out_path)
+        provenance["output"] = str(out_path)
+        provenance["status"] = str(status_path)
+        provenance["parts"] = str(parts_dir(out_path))
+        write_table(features, out_path)
+        write_table(status, status_path)
+        atomic_write_bytes(prov_path, json.dumps(provenance, indent=2, default=str).encode())
+    return FeatureResult(features, status, provenance)
