@@ -121,7 +121,6 @@ class PackError(DataError):
         return (type(self), (self.file, self.problem, self.hint))
 
 
-@dataclass
 class PackVolume:
     """The slice files of one pack volume, as listed by :func:`scan_pack`.
 
@@ -130,7 +129,7 @@ class PackVolume:
     volume
         Volume number V of ``volume_{V}_slice_{S}.h5``.
     files
-        Slice number -> file.
+        Slice number -> file, in slice order.
     duplicates
         Slice number -> every file claiming it, for slices more than one file claims
         (e.g. ``volume_1_slice_5.h5`` and ``volume_1_slice_05.h5``).
@@ -141,11 +140,34 @@ class PackVolume:
         ``"meta_data.csv"`` or ``"files"``: how the volume was listed.
     """
 
-    volume: int
-    files: dict[int, Path]
-    duplicates: dict[int, list[Path]] = field(default_factory=dict)
-    expected_slices: int | None = None
-    listed_from: str = "files"
+    def __init__(
+        self,
+        volume: int,
+        files: dict[int, Path] | None = None,
+        duplicates: dict[int, list[Path]] | None = None,
+        expected_slices: int | None = None,
+        listed_from: str = "files",
+        *,
+        folder: Path | None = None,
+        names: dict[int, str] | None = None,
+    ) -> None:
+        self.volume = volume
+        self.duplicates = duplicates if duplicates is not None else {}
+        self.expected_slices = expected_slices
+        self.listed_from = listed_from
+        # scan_pack passes folder + names: Path objects are built on first use, because
+        # building 57,195 of them up front costs more than listing the folder
+        self._files = dict(sorted(files.items())) if files is not None else None
+        self._folder = folder
+        self._names = names or {}
+
+    @property
+    def files(self) -> dict[int, Path]:
+        """Slice number -> file, in slice order."""
+        if self._files is None:
+            folder = self._folder or Path()
+            self._files = {s: folder / self._names[s] for s in sorted(self._names)}
+        return self._files
 
     @property
     def case_id(self) -> str:
@@ -155,15 +177,24 @@ class PackVolume:
     @property
     def folder(self) -> Path | None:
         """The folder holding the slices (``None`` for a volume without files)."""
+        if self._folder is not None:
+            return self._folder
         first = next(iter(self.files.values()), None)
         return first.parent if first is not None else None
 
     @property
     def sources(self) -> list[Path]:
         """Every file of the volume in slice order (duplicates included)."""
-        paths = [self.files[s] for s in sorted(self.files)]
+        paths = list(self.files.values())
         extra = [p for s in sorted(self.duplicates) for p in self.duplicates[s]]
         return paths + [p for p in extra if p not in paths]
+
+    def __repr__(self) -> str:
+        return (
+            f"PackVolume(volume={self.volume}, slices={len(self.files)}, "
+            f"duplicates={sorted(self.duplicates)}, folder={str(self.folder)!r}, "
+            f"listed_from={self.listed_from!r})"
+        )
 
 
 def _has_slices(folder: Path) -> bool:
@@ -302,19 +333,8 @@ def scan_pack(path: Path) -> dict[str, PackVolume]:
     'volume_1_slice_0.h5'
     """
     folder = find_slice_dir(path)
-    parsed: list[tuple[int, int, str]] = []
-    ignored = 0
     with os.scandir(folder) as entries:
-        for entry in entries:
-            match = SLICE_PATTERN.match(entry.name)
-            if match:
-                parsed.append((int(match[1]), int(match[2]), entry.name))
-            elif entry.name.lower().endswith((".h5", ".hdf5")):
-                ignored += 1
-    if ignored:
-        logger.warning(
-            "%s: ignoring %d HDF5 file(s) not named volume_V_slice_S.h5", folder, ignored
-        )
+        names = [e.name for e in entries if e.name.lower().endswith((".h5", ".hdf5"))]
     rows: list | None = None
     expected: dict[int, int] = {}
     listed_from = "files"
@@ -323,7 +343,7 @@ def scan_pack(path: Path) -> dict[str, PackVolume]:
         try:
             table = read_meta_data(meta_path)
             expected = table.groupby("volume")["slice"].nunique().to_dict()
-            rows, reason = _listing_from_meta(table, {name for _, _, name in parsed})
+            rows, reason = _listing_from_meta(table, set(names))
         except PackError as exc:
             rows, reason = None, exc.problem
         if rows is None:
@@ -334,25 +354,41 @@ def scan_pack(path: Path) -> dict[str, PackVolume]:
             listed_from = META_DATA_NAME
             logger.debug("listing %s from %s (%s)", folder, meta_path, reason)
     if rows is None:
-        rows = parsed
-    volumes: dict[int, PackVolume] = {}
-    for volume, slice_index, name in rows:
-        pv = volumes.get(volume)
-        if pv is None:
-            pv = volumes[volume] = PackVolume(
-                volume, {}, expected_slices=expected.get(volume), listed_from=listed_from
+        rows = []
+        for name in names:
+            match = SLICE_PATTERN.match(name)
+            if match:
+                rows.append((int(match[1]), int(match[2]), name))
+        if len(rows) < len(names):
+            logger.warning(
+                "%s: ignoring %d HDF5 file(s) not named volume_V_slice_S.h5",
+                folder,
+                len(names) - len(rows),
             )
-        file = folder / name
-        if slice_index in pv.files:
-            pv.duplicates.setdefault(slice_index, [pv.files[slice_index]]).append(file)
+    by_volume: dict[int, dict[int, str]] = {}
+    duplicates: dict[int, dict[int, list[Path]]] = {}
+    for volume, slice_index, name in rows:
+        slices = by_volume.setdefault(volume, {})
+        if slice_index in slices:
+            paths = duplicates.setdefault(volume, {}).setdefault(
+                slice_index, [folder / slices[slice_index]]
+            )
+            paths.append(folder / name)
         else:
-            pv.files[slice_index] = file
-    for pv in volumes.values():
-        pv.files = dict(sorted(pv.files.items()))
-        for paths in pv.duplicates.values():
-            paths.sort()
+            slices[slice_index] = name
+    volumes: dict[int, PackVolume] = {}
+    for volume in sorted(by_volume):
+        dups = {s: sorted(paths) for s, paths in duplicates.get(volume, {}).items()}
+        volumes[volume] = PackVolume(
+            volume,
+            duplicates=dups,
+            expected_slices=expected.get(volume),
+            listed_from=listed_from,
+            folder=folder,
+            names=by_volume[volume],
+        )
     logger.info("%s: %d volume(s), %d slice file(s)", folder, len(volumes), len(rows))
-    return {volumes[v].case_id: volumes[v] for v in sorted(volumes)}
+    return {pv.case_id: pv for pv in volumes.values()}
 
 
 def parse_channel_order(channel_order: Sequence[str] | str) -> tuple[str, ...]:
