@@ -193,7 +193,7 @@ def check(
     if stats is not None:
         channel_report = stats.report()
         ctable = Table(title="image channels: mean intensity (contrast vs normal brain, in sd)")
-        for column in ("channel", "configured", "cases", "brain", "ET", "NCR", "ED"):
+        for column in ("channel", "configured", "cases", "with ET", "brain", "ET", "NCR", "ED"):
             ctable.add_column(column, justify="right")
         for index, row in channel_report.table.iterrows():
             cells = [
@@ -203,7 +203,8 @@ def check(
                 for r in ("ET", "NCR", "ED")
             ]
             brain = f"{row['brain_mean']:.2f}"
-            ctable.add_row(str(index), row["modality"], str(row["cases"]), brain, *cells)
+            counts = [str(row["cases"]), str(row["cases_with_ET"])]
+            ctable.add_row(str(index), row["modality"], *counts, brain, *cells)
         console.print(ctable)
         colour = {True: "green", False: "red", None: "yellow"}[channel_report.agrees]
         console.print(f"[{colour}]{channel_report.verdict}[/{colour}]", highlight=False)

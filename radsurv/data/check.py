@@ -316,17 +316,15 @@ def check_dataset(
 CHANNEL_REGIONS: dict[str, int] = {"ET": LABEL_ET, "NCR": LABEL_NCR, "ED": LABEL_ED}
 
 
-def _background_value(image: np.ndarray) -> float:
-    """The value outside the head: the median of the volume's in-plane border.
+def _background_values(image: np.ndarray) -> np.ndarray:
+    """The value outside the head, per axial slice: the median of the slice's border.
 
-    Skull-stripped BraTS images are 0 outside the brain; per-volume standardisation (the Kaggle
-    pack) turns that 0 into one negative constant, so "non-zero" cannot define the brain there.
+    Skull-stripped BraTS images are 0 outside the brain; standardisation (the Kaggle pack) turns
+    that 0 into a negative constant, so "non-zero" cannot define the brain there. Taking it per
+    slice also covers data standardised slice by slice.
     """
-    frame = np.concatenate(
-        [image[:, 0, :].ravel(), image[:, -1, :].ravel(), image[:, :, 0].ravel(),
-         image[:, :, -1].ravel()]
-    )  # fmt: skip
-    return float(np.median(frame))
+    frame = np.concatenate([image[:, 0, :], image[:, -1, :], image[:, :, 0], image[:, :, -1]], 1)
+    return np.median(frame, axis=1)[:, None, None]
 
 
 def case_channel_stats(case: Case) -> list[dict[str, Any]]:
@@ -350,7 +348,7 @@ def case_channel_stats(case: Case) -> list[dict[str, Any]]:
     brain = np.zeros(case.shape, dtype=bool)
     for name in present:
         img = case.images[name]
-        brain |= img != _background_value(img)
+        brain |= img != _background_values(img)
     tumour = case.labels > 0
     normal = brain & ~tumour
     region_masks = {r: case.labels == lab for r, lab in CHANNEL_REGIONS.items()}
