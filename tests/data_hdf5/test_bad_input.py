@@ -181,3 +181,8 @@ def test_validate_volume_records_every_problem(pack: Path, rewrite_slice) -> Non
     ]
     good, none = validate_volume(volumes["BraTS20_Training_002"])
     assert good is not None and none == []
+
+
+def test_channel_order_with_the_wrong_length(pack: Path) -> None:
+    with pytest.raises(PackError, match="expected \\(H, W, 3\\) for channel order flair,t1,t1gd"):
+        read_volume(scan_pack(pack)["BraTS20_Training_001"], "flair,t1,t1gd")

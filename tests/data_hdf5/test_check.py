@@ -133,3 +133,10 @@ def test_check_channel_order_from_a_notebook(cohort: Path, lgg_phantom: Case) ->
         lgg_phantom.labels,
     )
     assert check_channel_order([permuted]).agrees is None  # two channels cannot decide
+
+
+def test_unknown_format_is_refused(cohort: Path) -> None:
+    from radsurv.errors import DataError
+
+    with pytest.raises(DataError, match="unknown dataset format 'dicom'"):
+        check_dataset(cohort, fmt="dicom")
