@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from radsurv.data.case import Case
-from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, write_kaggle_volume
+from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, meta_data_rows, write_kaggle_volume
 from radsurv.data.manifest import Manifest, build_manifest
 from radsurv.errors import ConfigError, RadsurvError
 
@@ -123,23 +123,6 @@ def _write_kaggle(case: Case, data_dir: Path, volume: int, channel_order: Sequen
     return data_dir
 
 
-def _meta_rows(case: Case, volume: int) -> list[dict]:
-    n_slices = case.shape[0]
-    if case.labels is None:
-        tumour = np.zeros(n_slices, dtype=bool)
-    else:
-        tumour = (case.labels > 0).any(axis=(1, 2))
-    return [
-        {
-            "slice_path": f"/content/data/volume_{volume}_slice_{z}.h5",
-            "target": int(tumour[z]),
-            "volume": volume,
-            "slice": z,
-        }
-        for z in range(n_slices)
-    ]
-
-
 def convert_dataset(
     src: Path,
     dst: Path,
@@ -203,7 +186,7 @@ def convert_dataset(
                 out = write_nifti_case(case, dst)
             else:
                 out = _write_kaggle(case, data_dir, volumes[case_id], channel_order)
-                meta += _meta_rows(case, volumes[case_id])
+                meta += meta_data_rows(case, volumes[case_id])
             result = CaseResult(case_id, True, output=str(out))
         except RadsurvError as exc:
             logger.error("case %s not converted: %s", case_id, exc)

@@ -49,6 +49,28 @@ def standardise_per_volume(array: np.ndarray) -> np.ndarray:
     return (arr - arr.mean()) / (sd if sd > 0 else 1.0)
 
 
+def meta_data_rows(case: Case, volume: int) -> list[dict[str, int | str]]:
+    """Rows of the pack's ``meta_data.csv`` for one written volume.
+
+    Paths point to ``/content/data/`` as in the Kaggle pack; ``target`` is 1 on slices that
+    hold tumour.
+    """
+    n_slices = case.shape[0]
+    if case.labels is None:
+        tumour = np.zeros(n_slices, dtype=bool)
+    else:
+        tumour = (case.labels > 0).any(axis=(1, 2))
+    return [
+        {
+            "slice_path": f"/content/data/{slice_filename(volume, z)}",
+            "target": int(tumour[z]),
+            "volume": volume,
+            "slice": z,
+        }
+        for z in range(n_slices)
+    ]
+
+
 def write_kaggle_volume(
     case: Case,
     out_dir: Path,

@@ -95,9 +95,8 @@ def to_canonical(labels: np.ndarray, convention: str, source: str = "mask") -> n
         )
     mapping = LABEL_CONVENTIONS[convention]
     arr = np.asarray(labels)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise LabelError(f"{source}: label mask holds non-integer or NaN values")
+    if arr.dtype.kind == "f" and not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+        raise LabelError(f"{source}: label mask holds non-integer or NaN values")
     values = np.unique(arr)
     unknown = [v for v in values.tolist() if int(v) not in mapping]
     if unknown:

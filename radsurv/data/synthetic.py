@@ -42,7 +42,12 @@ import numpy as np
 import pandas as pd
 
 from radsurv.data.case import Case
-from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, case_id_for_volume, write_kaggle_volume
+from radsurv.data.hdf5 import (
+    DEFAULT_CHANNEL_ORDER,
+    case_id_for_volume,
+    meta_data_rows,
+    write_kaggle_volume,
+)
 from radsurv.data.labels import LABEL_ED, LABEL_ET, LABEL_NCR, MODALITIES
 
 logger = logging.getLogger(__name__)
@@ -327,16 +332,7 @@ def synthesize_cohort(
         params = sample_patient(index, seed)
         case = make_phantom(params, shape=shape, seed=seed)
         write_kaggle_volume(case, cohort.data_dir, index, channel_order=DEFAULT_CHANNEL_ORDER)
-        tumour_slices = (case.labels > 0).any(axis=(1, 2))
-        meta_rows += [
-            {
-                "slice_path": f"/content/data/volume_{index}_slice_{z}.h5",
-                "target": int(tumour_slices[z]),
-                "volume": index,
-                "slice": z,
-            }
-            for z in range(shape[0])
-        ]
+        meta_rows += meta_data_rows(case, index)
         counts = {lab: int((case.labels == lab).sum()) for lab in (LABEL_NCR, LABEL_ED, LABEL_ET)}
         rows.append(
             {
