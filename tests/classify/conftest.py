@@ -31,6 +31,12 @@ def design() -> tuple[pd.DataFrame, pd.Series]:
 
 
 @pytest.fixture
+def design_factory():
+    """:func:`make_design` itself (importlib mode: test modules cannot import conftest)."""
+    return make_design
+
+
+@pytest.fixture
 def cohort_files(tmp_path: Path) -> dict[str, Path]:
     """features.csv, labels.csv (pseudoprogression/progression, 2 unmatched ids each side) and a
     survival table with age and resection."""
