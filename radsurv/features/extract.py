@@ -234,6 +234,7 @@ def _extractors(config: ExtractionConfig) -> tuple[Any, Any, dict[str, Any]]:
         # PyRadiomics warns on every GLCM call; keep its stderr handler to errors and drop
         # that one message before it reaches the application's handlers
         radiomics.setVerbosity(logging.ERROR)
+        logging.getLogger("radiomics").setLevel(logging.WARNING)  # no per-call INFO lines
         glcm_logger = logging.getLogger("radiomics.glcm")
         if not any(isinstance(f, _DropSymmetricalGLCM) for f in glcm_logger.filters):
             glcm_logger.addFilter(_DropSymmetricalGLCM())
