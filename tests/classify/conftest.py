@@ -38,6 +38,17 @@ def design_factory():
 
 @pytest.fixture
 def cohort_files(tmp_path: Path) -> dict[str, Path]:
+    """:func:`write_cohort_files` in the test's tmp_path."""
+    return write_cohort_files(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def cohort_writer():
+    """:func:`write_cohort_files` itself, for module-scoped fixtures."""
+    return write_cohort_files
+
+
+def write_cohort_files(tmp_path: Path) -> dict[str, Path]:
     """features.csv, labels.csv (pseudoprogression/progression, 2 unmatched ids each side) and a
     survival table with age and resection."""
     X, y = make_design(n=60, n_features=20, seed=1)
