@@ -117,3 +117,17 @@ def test_feature_table_reader_and_covariates(cohort_files):
     assert (cov.loc[unknown, ["resection_GTR", "resection_STR"]] == 0).all().all()
     with pytest.raises(ClassificationInputError, match="kps"):
         covariate_frame(["kps"], table)
+
+
+@pytest.mark.slow
+def test_nested_cv_tunes_inside_the_training_folds(design):
+    from radsurv.models.classifiers import PARAM_GRIDS
+
+    X, y = design
+    res = run_classification(
+        X, y, ClassifySettings(cv="3x1", nested=True, permutations=0, n_boot=50)
+    )
+    assert res.metrics["models"]["logreg"]["roc_auc"]["mean"] > 0.75
+    search = res.final_models["logreg"]
+    assert search.best_params_["model__C"] in PARAM_GRIDS["logreg"]["model__C"]
+    assert res.final_weights["logreg"]  # unwrapped from the grid search
