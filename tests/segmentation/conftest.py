@@ -1,0 +1,66 @@
+"""Fixtures for the segmentation tests: tiny phantom cases, a tiny config and a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radsurv.data.case import Case
+from radsurv.data.synthetic import make_phantom_case
+from radsurv.segmentation import SegmentationConfig, train_segmentation
+
+TINY_SHAPE = (16, 48, 48)  # (z, y, x)
+
+
+def tiny_config(modalities: list[str] | None = None, dim: str = "2d") -> SegmentationConfig:
+    """A network small enough to train in a second on the CPU."""
+    config = SegmentationConfig.default(dim, modalities or ["flair", "t1", "t1gd", "t2"])
+    config.channels, config.strides = [8, 16, 32], [2, 2]
+    config.patch_size = [32, 32] if dim == "2d" else [16, 32, 32]
+    return config.validate()
+
+
+def phantom(index: int, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Case:
+    """Phantom case ``index`` at the tiny shape, with the given spacing."""
+    case = make_phantom_case(index, 0, TINY_SHAPE)
+    case.spacing = spacing
+    return case
+
+
+@pytest.fixture(scope="session")
+def tiny_cases() -> list[Case]:
+    """Four phantom cases with tumours (non-trivial geometry on the last)."""
+    cases = [phantom(i) for i in range(1, 5)]
+    cases[3].spacing = (0.9, 0.9, 2.0)
+    cases[3].origin = (10.0, -5.0, 3.0)
+    assert all((c.labels > 0).any() for c in cases)
+    return cases
+
+
+@pytest.fixture(scope="session")
+def trained_model(tiny_cases: list[Case], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A FLAIR+T1Gd 2D model trained for 2 short epochs; returns its best checkpoint."""
+    out = tmp_path_factory.mktemp("model") / "model.pt"
+    train_segmentation(
+        tiny_cases[:3],
+        out,
+        config=tiny_config(["flair", "t1gd"]),
+        epochs=2,
+        val_fraction=0.34,
+        seed=3,
+        batch_size=4,
+        steps_per_epoch=3,
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture
+def nan_case() -> Case:
+    case = phantom(5)
+    case.case_id = "BraTS20_Training_NaN"
+    case.images["flair"] = case.images["flair"].copy()
+    case.images["flair"][3, 10, 10] = np.nan
+    return case
