@@ -3,7 +3,7 @@
 One command for a CUDA machine (about 3-5 minutes):
 
     python bench/gpu_segment.py                 # 240x240x155 phantoms, 2D UNet, AMP
-    python bench/gpu_segment.py --dim 3d        # SegResNet with sliding-window inference
+    python bench/gpu_segment.py --dim both      # and SegResNet, sliding-window inference
     python bench/gpu_segment.py --quick         # tiny shapes on the CPU (what the tests run)
 
 Prints the time per case of whole-case segmentation (normalisation, network, thresholds,
@@ -72,7 +72,7 @@ def time_cases(model, cases: list[Case], repeats: int) -> tuple[float, list[np.n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes on the CPU (tests)")
-    parser.add_argument("--dim", choices=("2d", "3d"), default="2d")
+    parser.add_argument("--dim", choices=("2d", "3d", "both"), default="2d")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--train-cases", type=int, default=6)
     parser.add_argument("--test-cases", type=int, default=4)
@@ -87,13 +87,26 @@ def main() -> None:
     if args.quick:
         args.train_cases, args.test_cases, args.repeats = 2, 2, 1
     t0 = time.perf_counter()
-    cases = make_cases(args.train_cases + args.test_cases, args.seed, shape, 1 if args.quick else 8)
+    cases = make_cases(
+        args.train_cases + args.test_cases, args.seed, shape, 1 if args.quick else 12
+    )
     synth_s = time.perf_counter() - t0
     train, test = cases[: args.train_cases], cases[args.train_cases :]
-    config = SegmentationConfig.default(args.dim, train[0].modalities)
+    dims = ["2d", "3d"] if args.dim == "both" else [args.dim]
+    all_figures = []
+    for dim in dims:
+        minutes = args.train_minutes / len(dims)
+        all_figures.append(run_dim(dim, train, test, device, shape, minutes, synth_s, args))
+    if args.json:
+        args.json.write_text(json.dumps(all_figures, indent=2))
+
+
+def run_dim(dim, train, test, device, shape, minutes, synth_s, args) -> dict:
+    """Train one model briefly, then time AMP and fp32 inference on the test cases."""
+    config = SegmentationConfig.default(dim, train[0].modalities)
     if args.quick:
         config.channels, config.strides = [8, 16, 32], [2, 2]
-        config.patch_size = [32, 32] if args.dim == "2d" else [16, 32, 32]
+        config.patch_size = [32, 32] if dim == "2d" else [16, 32, 32]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         result = train_segmentation(
@@ -101,7 +114,7 @@ def main() -> None:
             Path(tmp) / "model.pt",
             config=config,
             epochs=2 if args.quick else 1000,
-            time_limit=None if args.quick else args.train_minutes,
+            time_limit=None if args.quick else minutes,
             device=device,
             val_fraction=0.0,
             seed=args.seed,
@@ -113,7 +126,7 @@ def main() -> None:
         amp_s, labels = time_cases(model, test, args.repeats)
         model.amp = False
         fp32_s, _ = time_cases(model, test, args.repeats)
-    steps = sum(1 for _ in result.history)
+    epochs = len(result.history)
     dice = {
         r: float(
             np.mean(
@@ -123,30 +136,28 @@ def main() -> None:
         for r in ("WT", "TC", "ET")
     }
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    figures = {
-        "device": name,
-        "dim": args.dim,
-        "shape_zyx": list(shape),
-        "amp": device.type == "cuda",
-        "synthesis_seconds": round(synth_s, 1),
-        "train_seconds": round(train_s, 1),
-        "epochs": steps,
-        "seconds_per_case_amp": round(amp_s, 4),
-        "cases_per_second_amp": round(1 / amp_s, 2),
-        "seconds_per_case_fp32": round(fp32_s, 4),
-        "fp32_over_amp": round(fp32_s / amp_s, 2),
-        "synthetic_test_dice": {k: round(v, 3) for k, v in dice.items()},
-    }
-    print(f"\ndevice: {name}; {args.dim} model; cases {shape[2]}x{shape[1]}x{shape[0]} (x*y*z)")
-    print(f"trained {train_s:.0f} s ({steps} epochs) on {len(train)} synthetic cases")
+    print(f"\ndevice: {name}; {dim} model; cases {shape[2]}x{shape[1]}x{shape[0]} (x*y*z)")
+    print(f"trained {train_s:.0f} s ({epochs} epochs) on {len(train)} synthetic cases")
     print(
         f"inference with mixed precision: {amp_s:.3f} s/case, {1 / amp_s:.2f} cases/s "
         f"(target <= 1 s/case on one H100)"
     )
     print(f"baseline fp32: {fp32_s:.3f} s/case; ratio fp32/AMP = {fp32_s / amp_s:.2f}")
     print("synthetic test Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    return {
+        "device": name,
+        "dim": dim,
+        "shape_zyx": list(shape),
+        "amp": device.type == "cuda",
+        "synthesis_seconds": round(synth_s, 1),
+        "train_seconds": round(train_s, 1),
+        "epochs": epochs,
+        "seconds_per_case_amp": round(amp_s, 4),
+        "cases_per_second_amp": round(1 / amp_s, 2),
+        "seconds_per_case_fp32": round(fp32_s, 4),
+        "fp32_over_amp": round(fp32_s / amp_s, 2),
+        "synthetic_test_dice": {k: round(v, 3) for k, v in dice.items()},
+    }
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def test_trained_model_carries_its_config_and_history(trained_model):
         assert np.isfinite(payload["history"][-1][key])
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_given_the_seed(tiny_cases, tmp_path):
     cfg = tiny_config(["flair", "t2"])
     for name in ("a", "b"):
@@ -68,6 +69,7 @@ def test_training_is_deterministic_given_the_seed(tiny_cases, tmp_path):
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tiny_cases, tmp_path):
     cfg = tiny_config(["flair"])
     kw = {"config": cfg, "val_fraction": 0, "seed": 5, **FAST}
@@ -141,6 +143,7 @@ def test_bad_options_are_config_errors(tiny_cases, tmp_path):
         train_segmentation(tiny_cases[:1], tmp_path / "m.pt", modalities=["pd"], **FAST)
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_reproduces_the_network(trained_model, tiny_cases):
     model = load_model(trained_model, device="cpu")
     again = load_model(trained_model, device="cpu")
@@ -163,6 +166,7 @@ def test_model_refuses_a_case_without_its_modalities(trained_model, tiny_cases):
         segment_case(model, case)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_non_checkpoints_are_refused(tmp_path, trained_model):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
