@@ -97,7 +97,8 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_table(
     from radsurv.features.runner import extract_features
 
     ref = tmp_path / "ref.csv"
-    extract_features(manifest, params=str(fast_params), jobs=1, output=ref, progress=False)
+    small = {"regions": ["ET", "WT"], "modalities": ["flair", "t1gd"]}
+    extract_features(manifest, params=str(fast_params), jobs=1, output=ref, **small)
     out = tmp_path / "run.csv"
     cmd = [sys.executable, "-c", "from radsurv.cli import main; main()"]
     cmd += _args(manifest, out, fast_params, "--regions", "ET,WT", "--modalities", "flair,t1gd")
