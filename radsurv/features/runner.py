@@ -675,7 +675,8 @@ def extract_features(
     out_path = None
     if output is not None:
         out_path = Path(output)
-        sidecar_paths(out_path)
+        if not out_path.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
+            raise ConfigError(f"output {out_path}: use a .csv, .csv.gz, .parquet or .pq file name")
         store = PartStore(parts_dir(out_path), settings_hash)
         others = store.other_settings()
         if others:
