@@ -72,8 +72,21 @@ def survival(
     cv: str = typer.Option("5x5", "--cv", help="FOLDSxREPEATS."),
     seed: int = typer.Option(0, "--seed", help="Random seed of folds and models."),
     gtr_only: bool = typer.Option(False, "--gtr-only", help="Keep gross-total resections only."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Folds run in parallel."),
-    k: int = typer.Option(20, "-k", help="Features kept by in-fold univariate Cox selection."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel processes for the folds."),
+    k: int = typer.Option(
+        20, "--k", "-k", help="Features kept by in-fold selection (0: all), covariates extra."
+    ),
+    selection: str = typer.Option(
+        "univariate",
+        "--selection",
+        help="In-fold selection: univariate (Cox score test) | penalised (elastic-net Cox path).",
+    ),
+    nested: bool = typer.Option(
+        False,
+        "--nested/--no-nested",
+        help="Tune hyper-parameters by an inner CV on every outer training fold.",
+    ),
+    inner_folds: int = typer.Option(3, "--inner-folds", help="Folds of the inner (nested) CV."),
 ) -> None:
     """Cross-validated survival models against age baselines: report.html, metrics.json, ..."""
     from radsurv.evaluation.survival_report import (
@@ -86,7 +99,17 @@ def survival(
     feats = _read_features(features) if features is not None else None
     covs = [c.strip() for c in covariates.split(",") if c.strip()]
     data = build_design(table, feats, covs, gtr_only=gtr_only)
-    analysis = run_survival_analysis(data, model, cv=cv, seed=seed, n_jobs=jobs, k=k)
+    analysis = run_survival_analysis(
+        data,
+        model,
+        cv=cv,
+        seed=seed,
+        n_jobs=jobs,
+        k=k if k > 0 else None,
+        selection=selection,
+        nested=nested,
+        inner_folds=inner_folds,
+    )
     paths = write_survival_outputs(analysis, out)
     for name in analysis.models + analysis.baselines:
         c = analysis.cv.summaries[name]["harrell_c"]

@@ -218,6 +218,7 @@ class FoldResult:
     metrics: dict[str, float]
     undefined: dict[str, str]
     error: str | None = None
+    params: dict[str, Any] | None = None  # hyper-parameters chosen by the inner CV (nested)
 
 
 def _fit_fold(fold: Fold, models: Mapping[str, Any], X: pd.DataFrame, y: np.ndarray) -> list:
@@ -226,6 +227,7 @@ def _fit_fold(fold: Fold, models: Mapping[str, Any], X: pd.DataFrame, y: np.ndar
     from sksurv.metrics import cumulative_dynamic_auc
 
     from radsurv.models.survival import predict_days
+    from radsurv.models.survival_tuning import unwrap_search
 
     results = []
     y_train, y_test = y[fold.train], y[fold.test]
@@ -235,7 +237,8 @@ def _fit_fold(fold: Fold, models: Mapping[str, Any], X: pd.DataFrame, y: np.ndar
         X_train, X_test = Xm.iloc[fold.train], Xm.iloc[fold.test]
         nan = np.full(len(fold.test), np.nan)
         try:
-            model = clone(template).fit(X_train, y_train)
+            # a nested search is refitted on the whole training fold; evaluate its best pipeline
+            model, params = unwrap_search(clone(template).fit(X_train, y_train))
             risk = np.asarray(model.predict(X_test), dtype=float)
             days = np.asarray(predict_days(model, X_test), dtype=float)
             train_risk = np.asarray(model.predict(X_train), dtype=float)
@@ -289,6 +292,7 @@ def _fit_fold(fold: Fold, models: Mapping[str, Any], X: pd.DataFrame, y: np.ndar
                 auc_curve=curve,
                 metrics=metrics,
                 undefined=undefined,
+                params=params,
             )
         )
     return results
@@ -309,11 +313,26 @@ class SurvivalCVResult:
 
     def fold_table(self) -> pd.DataFrame:
         """One row per (model, repeat, fold) with every metric."""
+        import json
+
         rows = [
             {"model": f.model, "repeat": f.repeat, "fold": f.fold, **f.metrics, "error": f.error}
             for f in self.folds
         ]
+        if any(f.params for f in self.folds):
+            for row, f in zip(rows, self.folds, strict=True):
+                row["params"] = json.dumps(f.params, sort_keys=True) if f.params else ""
         return pd.DataFrame(rows)
+
+    def chosen_params(self) -> dict[str, list[dict[str, Any]]]:
+        """Per tuned model: the inner CV's choice per outer fold (repeat, fold, params)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for f in self.folds:
+            if f.params is not None:
+                out.setdefault(f.model, []).append(
+                    {"repeat": f.repeat, "fold": f.fold, "params": f.params}
+                )
+        return out
 
     def predictions(self, case_ids: Any, y: np.ndarray) -> pd.DataFrame:
         """Out-of-fold risk, predicted days and risk group per case, model and repeat."""

@@ -203,16 +203,28 @@ def _baseline_models(data: SurvivalData) -> dict[str, Any]:
     return out
 
 
-def _requested_models(data: SurvivalData, names: Sequence[str], k: int | None, seed: int):
+def _requested_models(
+    data: SurvivalData,
+    names: Sequence[str],
+    k: int | None,
+    seed: int,
+    selection: str,
+    inner_folds: int | None,
+):
     from radsurv.models.survival import make_model
+    from radsurv.models.survival_tuning import make_tuned_model
 
     out = {}
     cols = data.covariate_columns + data.feature_columns
     for name in names:
         if data.feature_columns:
-            pipe = make_model(name, k=k, forced=data.covariate_columns, random_state=seed)
+            pipe = make_model(
+                name, k=k, forced=data.covariate_columns, random_state=seed, selection=selection
+            )
         else:  # covariates alone: nothing to select
             pipe = make_model(name, k=None, corr_threshold=None, random_state=seed)
+        if inner_folds:
+            pipe = make_tuned_model(name, pipe, inner_folds=inner_folds, seed=seed)
         pipe.radsurv_columns = cols
         out[name] = pipe
     return out
@@ -228,6 +240,7 @@ class SurvivalAnalysis:
     baselines: list[str]
     final_models: dict[str, Any]
     settings: dict[str, Any]
+    tuning: dict[str, Any] = field(default_factory=dict)
 
 
 def run_survival_analysis(
@@ -238,8 +251,32 @@ def run_survival_analysis(
     seed: int = 0,
     n_jobs: int = 1,
     k: int | None = 20,
+    selection: str = "univariate",
+    nested: bool = False,
+    inner_folds: int = 3,
 ) -> SurvivalAnalysis:
     """Cross-validate the requested models and the baselines on the same folds; fit finals.
+
+    Parameters
+    ----------
+    data
+        From :func:`build_design`.
+    models
+        Model names (:data:`radsurv.models.survival.MODEL_NAMES`).
+    cv
+        ``FOLDSxREPEATS`` of the outer CV.
+    seed
+        Seeds the fold plans (outer and inner) and the models.
+    n_jobs
+        Outer folds run in parallel.
+    k
+        Non-forced features kept by in-fold selection (``None``: all).
+    selection
+        ``univariate`` (Cox score test) or ``penalised`` (elastic-net Cox path).
+    nested
+        Tune each requested model's hyper-parameters by an inner ``inner_folds``-fold CV on
+        every outer training fold (grids: :data:`radsurv.models.survival_tuning.PARAM_GRIDS`);
+        the choices are in ``tuning``. Baselines are not tuned.
 
     Raises
     ------
@@ -262,31 +299,87 @@ def run_survival_analysis(
         )
     folds = make_folds(survival_strata(ev, t), n_splits, n_repeats, seed)
     baselines = _baseline_models(data)
-    requested = _requested_models(data, models, k, seed)
+    requested = _requested_models(data, models, k, seed, selection, inner_folds if nested else None)
     clash = set(baselines) & set(requested)
     if clash:
         raise ConfigError(f"model names {clash} clash with the baselines")
     all_models = {**requested, **baselines}
     result = cross_validate_survival(all_models, data.X, data.y, folds, n_jobs=n_jobs, seed=seed)
     finals = {}
+    final_params = {}
     for name, template in requested.items():
         from sklearn.base import clone
 
+        from radsurv.models.survival_tuning import unwrap_search
+
         try:
-            finals[name] = clone(template).fit(data.X[template.radsurv_columns], data.y)
+            fitted = clone(template).fit(data.X[template.radsurv_columns], data.y)
         except Exception as exc:  # reported, the CV results stay
             data.notes.append(f"final {name} model could not be fitted on all data: {exc}")
+            continue
+        finals[name], final_params[name] = unwrap_search(fitted)
+    tuning = _tuning_document(result, requested, final_params, inner_folds) if nested else {}
     settings = {
         "models": ", ".join(models),
         "cv": f"{n_splits} folds x {n_repeats} repeats, stratified on event x time tertile",
         "seed": seed,
         "covariates (forced in)": ", ".join(data.covariate_columns) or "none",
         "features": len(data.feature_columns),
-        "k best features (univariate Cox score, in-fold)": k if data.feature_columns else "-",
+        "in-fold selection": _selection_text(selection, k) if data.feature_columns else "-",
+        "hyper-parameters": (
+            f"nested: inner {inner_folds}-fold CV per outer training fold (Harrell's C)"
+            if nested
+            else "fixed defaults"
+        ),
         "predicted days": PREDICTED_DAYS_NOTE,
         "jobs": n_jobs,
     }
-    return SurvivalAnalysis(data, result, list(models), list(baselines), finals, settings)
+    for name, info in tuning.items():
+        settings[f"tuned {name}: grid"] = _grid_text(info["grid"])
+        settings[f"tuned {name}: chosen (folds)"] = "; ".join(
+            f"{text} ({n})" for text, n in info["counts"].items()
+        )
+        settings[f"tuned {name}: final model"] = info["final_text"]
+    return SurvivalAnalysis(
+        data, result, list(models), list(baselines), finals, settings, tuning=tuning
+    )
+
+
+def _selection_text(selection: str, k: int | None) -> str:
+    if k is None:
+        return "none (all features after the filters)"
+    if selection == "penalised":
+        return f"{k} first features to enter the elastic-net Cox path (Coxnet, l1_ratio 0.9)"
+    return f"{k} best by univariate Cox score test"
+
+
+def _grid_text(grid: dict[str, list[Any]]) -> str:
+    return " x ".join(f"{k} {{{', '.join(str(v) for v in vals)}}}" for k, vals in grid.items())
+
+
+def _tuning_document(
+    result: Any, requested: dict[str, Any], final_params: dict[str, Any], inner_folds: int
+) -> dict[str, Any]:
+    """Grid, per-fold choices, their counts and the final model's choice per tuned model."""
+    from collections import Counter
+
+    from radsurv.models.survival_tuning import format_params
+
+    per_fold = result.chosen_params()
+    out: dict[str, Any] = {}
+    for name, search in requested.items():
+        grid = {k.removeprefix("model__"): list(v) for k, v in search.param_grid.items()}
+        folds = per_fold.get(name, [])
+        counts = Counter(format_params(f["params"]) for f in folds)
+        out[name] = {
+            "grid": grid,
+            "inner_cv": f"{inner_folds}-fold, stratified on event x time tertile, Harrell's C",
+            "per_fold": folds,
+            "counts": dict(counts.most_common()),
+            "final": final_params.get(name),
+            "final_text": format_params(final_params.get(name)) or "not fitted",
+        }
+    return out
 
 
 # ------------------------------------------------------------------------------------ figures
@@ -424,6 +517,10 @@ def metrics_document(analysis: SurvivalAnalysis) -> dict[str, Any]:
         "cohort": analysis.data.cohort,
         "cv": {"n_splits": analysis.cv.n_splits, "n_repeats": analysis.cv.n_repeats},
         "settings": analysis.settings,
+        "tuning": {
+            name: {k: v for k, v in info.items() if k != "final_text"}
+            for name, info in analysis.tuning.items()
+        },
         "notes": analysis.data.notes,
         "summary_definition": {
             "mean": "mean over all test folds",
@@ -450,6 +547,22 @@ def _metric_rows(analysis: SurvivalAnalysis) -> list[dict[str, Any]]:
             cells.append(text)
         rows.append({"name": name, "baseline": name in analysis.baselines, "cells": cells})
     return rows
+
+
+def _tuning_context(analysis: SurvivalAnalysis) -> dict[str, Any]:
+    from radsurv.models.survival_tuning import format_params
+
+    return {
+        name: {
+            "grid_text": _grid_text(info["grid"]),
+            "final_text": info["final_text"],
+            "rows": [
+                (f["repeat"] + 1, f["fold"] + 1, format_params(f["params"]))
+                for f in info["per_fold"]
+            ],
+        }
+        for name, info in analysis.tuning.items()
+    }
 
 
 def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, Path]:
@@ -501,6 +614,7 @@ def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, P
         "metric_rows": _metric_rows(analysis),
         "figures": figures,
         "top_features": top_rows,
+        "tuning": _tuning_context(analysis),
         "settings": analysis.settings,
     }
     paths["report"] = render_report("survival.html.j2", context, out / "report.html")

@@ -462,6 +462,7 @@ def make_model(
     corr_threshold: float | None = 0.95,
     random_state: int = 0,
     n_jobs: int = 1,
+    selection: str = "univariate",
 ) -> Pipeline:
     """Preprocessing (fitted in-fold) + a survival estimator, as one Pipeline.
 
@@ -470,17 +471,32 @@ def make_model(
     name
         One of :data:`MODEL_NAMES`.
     k
-        Non-forced features kept by univariate Cox selection (``None``: all).
+        Non-forced features kept by the in-fold selection (``None``: all, no selection).
     forced
         Clinical covariates kept whatever the filters say (e.g. ``["age"]``).
     corr_threshold
         |r| above which later correlated features are dropped (``None``: no filter).
+    selection
+        ``univariate``: the k best univariate Cox score tests
+        (:func:`~radsurv.models.preprocessing.univariate_cox_score`); ``penalised``: the first k
+        columns to enter the elastic-net Cox path, adjusted for the forced covariates
+        (:class:`~radsurv.models.survival_selection.CoxnetSelector`).
     """
     from radsurv.models.preprocessing import make_preprocessor, univariate_cox_score
+    from radsurv.models.survival_selection import SELECTION_METHODS, CoxnetSelector
 
+    if selection not in SELECTION_METHODS:
+        raise ConfigError(f"--selection {selection!r}: choose from {', '.join(SELECTION_METHODS)}")
+    penalised = selection == "penalised" and k is not None
     prep = make_preprocessor(
-        k=k, scorer=univariate_cox_score, forced=forced, corr_threshold=corr_threshold
+        k=None if penalised else k,
+        scorer=univariate_cox_score,
+        forced=forced,
+        corr_threshold=corr_threshold,
     )
+    if penalised:
+        steps = [*prep.steps, ("select", CoxnetSelector(k=k, forced=list(forced)))]
+        prep = Pipeline(steps).set_output(transform="pandas")
     return Pipeline(
         [("prep", prep), ("model", make_estimator(name, random_state=random_state, n_jobs=n_jobs))]
     )
