@@ -67,7 +67,13 @@ def roc_figure(result: ClassificationResult, seed: int = 0) -> str:
         group = "baselines" if role == "baseline" else "models"
         auc = result.metrics[group][name]["roc_auc"]
         label = f"{name} ({role}) AUC {format_number(auc['mean'])}"
-        ax.plot(band["fpr"], band["tpr"], color=colour, label=label, ls="--" * (role == "baseline"))
+        ax.plot(
+            band["fpr"],
+            band["tpr"],
+            color=colour,
+            label=label,
+            ls="--" if role == "baseline" else "-",
+        )
         ax.fill_between(band["fpr"], band["lo"], band["hi"], color=colour, alpha=0.15, lw=0)
     ax.plot([0, 1], [0, 1], color="#bbbbbb", lw=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
@@ -82,7 +88,7 @@ def calibration_figure(result: ClassificationResult) -> str:
 
     fig, ax = new_figure((5.5, 5.0))
     n = result.metrics["n"]
-    bins = int(np.clip(n // 15, 3, 10))
+    bins = int(np.clip(n // 10, 3, 10))
     for i, (role, name) in enumerate(_specs(result)):
         _, y, probs, _ = oof_matrix(result.predictions, role, name)
         yy = np.tile(y, probs.shape[0])
@@ -159,8 +165,10 @@ def _metric_rows(result: ClassificationResult) -> list[dict[str, Any]]:
             m = entry[metric]
             lo, hi = m["ci95"]
             cells.append(
-                f"{format_number(m['mean'])} ± {format_number(m['sd'])} "
-                f"[{format_number(lo)}, {format_number(hi)}]"
+                {
+                    "main": f"{format_number(m['mean'])} ± {format_number(m['sd'])}",
+                    "ci": f"[{format_number(lo)}, {format_number(hi)}]",
+                }
             )
         perm = entry.get("permutation_test")
         rows.append(
