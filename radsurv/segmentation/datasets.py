@@ -90,9 +90,10 @@ def _crop(array: np.ndarray, starts: list[int], size: list[int]) -> np.ndarray:
 class RandomPatchDataset(Dataset):
     """Random training samples: axial slices cropped to ``patch_size`` (2D) or 3D patches.
 
-    A fraction ``tumour_fraction`` of samples is centred (with jitter) on a tumour voxel, the rest
-    on a random head voxel, so small tumours are seen often enough. Augmentation: random flips on
-    every spatial axis of the sample, per-channel intensity scale (x0.9-1.1) and shift (+-0.1 sd).
+    A fraction ``tumour_fraction`` (0.6) of samples is centred (with jitter) on a tumour voxel,
+    the rest on a random head voxel, so small tumours are seen often enough. Augmentation:
+    random flips on every spatial axis of the sample, per-channel intensity scale (x0.9-1.1)
+    and shift (+-0.1 sd).
 
     Parameters
     ----------
@@ -112,7 +113,7 @@ class RandomPatchDataset(Dataset):
         config: SegmentationConfig,
         samples_per_epoch: int,
         seed: int = 0,
-        tumour_fraction: float = 0.7,
+        tumour_fraction: float = 0.6,
         augment: bool = True,
     ) -> None:
         self.volumes = volumes

@@ -17,6 +17,7 @@ import torch
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
 from radsurv.data.labels import region_mask
+from radsurv.segmentation.preprocess import bounding_box
 
 EVAL_REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
 HD95_EMPTY_MM = 373.13  # BraTS' value when exactly one of reference / prediction is empty
@@ -24,13 +25,8 @@ HD95_EMPTY_MM = 373.13  # BraTS' value when exactly one of reference / predictio
 
 def _crop_to_union(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Crop both masks to their union's box + 2 voxels; surface distances do not change."""
-    union = pred | ref
-    box = []
-    for axis in range(union.ndim):
-        other = tuple(a for a in range(union.ndim) if a != axis)
-        idx = np.flatnonzero(union.any(axis=other))
-        box.append(slice(max(0, idx[0] - 2), idx[-1] + 3))
-    return pred[tuple(box)], ref[tuple(box)]
+    box = bounding_box(pred | ref, margin=2)
+    return pred[box], ref[box]
 
 
 def region_scores(

@@ -178,7 +178,7 @@ def _defaults(config: SegmentationConfig, device: torch.device) -> tuple[int, in
     """(batch size, steps per epoch) for a config and device."""
     cuda = device.type == "cuda"
     if config.dim == "2d":
-        return (32, 100) if cuda else (16, 40)
+        return (32, 100) if cuda else (8, 50)
     return (2, 100) if cuda else (1, 20)
 
 
@@ -301,9 +301,7 @@ def train_segmentation(
             case = ld.load()
             if config is None:  # modalities default to those of the first case
                 mods = list(modalities) if modalities else case.modalities
-                config = SegmentationConfig.default(dim or "2d", mods)
-                if dev.type == "cpu" and config.dim == "2d":
-                    config.patch_size = [96, 96]  # ~0.6x the compute of 128 on scarce CPUs
+                config = SegmentationConfig.default(dim or "2d", mods, dev.type)
             vol = prepare_volume(case, config, seed)
         except ConfigError:
             raise
