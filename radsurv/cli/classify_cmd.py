@@ -149,7 +149,9 @@ def classify(
         permutations=permutations,
         n_jobs=jobs,
     )
-    result = run_classification(table, y, settings, covariates=cov_columns)
+    result = run_classification(
+        table, y, settings, covariates=cov_columns, source=f"labels {parsed.source}"
+    )
     paths = write_classification_outputs(
         result,
         out,

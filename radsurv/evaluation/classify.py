@@ -304,6 +304,7 @@ def run_classification(
     settings: ClassifySettings | None = None,
     *,
     covariates: Sequence[str] = (),
+    source: str = "labels",
 ) -> ClassificationResult:
     """Cross-validate classifiers and the clinical baseline on the same folds.
 
@@ -319,6 +320,8 @@ def run_classification(
     covariates
         Columns of ``X`` that are clinical covariates: forced into every model and the only
         inputs of the baseline (the baseline is the training prevalence when empty).
+    source
+        Where the labels came from (a file name), for error messages.
 
     Returns
     -------
@@ -334,7 +337,7 @@ def run_classification(
     settings = settings or ClassifySettings()
     n_splits, n_repeats = settings.validate()
     X, y_arr, covariates = _validate_design(X, y, covariates)
-    check_labels_for_cv(y_arr, n_splits)
+    check_labels_for_cv(y_arr, n_splits, source)
     columns = [str(c) for c in X.columns]
     Xv = X.to_numpy(dtype=float)
     folds = make_folds(y_arr, n_splits, n_repeats, seed=settings.seed)
