@@ -1,0 +1,327 @@
+"""`radsurv demo`: the whole pipeline on the embedded synthetic cohort, one stage after another.
+
+Every stage runs the same ``radsurv`` command a user would type (in this process), so the demo
+shows, and exercises, the real command line:
+
+synth -> manifest -> segment train (on a training split) -> segment predict (all cases) ->
+segment evaluate (held-out cases) -> extract-features (predicted masks, and ground truth) ->
+survival (CV report against the age baselines) -> classify (pseudoprogression CV report) ->
+``OUT/index.html`` linking every output with a one-screen summary.
+
+A failing stage is recorded and the stages that do not depend on it still run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radsurv.errors import RadsurvError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CASES = 48
+DEFAULT_SHAPE: tuple[int, int, int] = (40, 96, 96)
+HELD_OUT_FRACTION = 0.25
+
+
+@dataclass
+class DemoSettings:
+    """What the demo runs on and how long it may train."""
+
+    out: Path
+    cases: int = DEFAULT_CASES
+    seed: int = 0
+    shape: tuple[int, int, int] = DEFAULT_SHAPE
+    train_minutes: float = 1.5
+    device: str = "auto"
+    jobs: int | None = None
+    cv: str = "5x3"
+    permutations: int = 10
+
+
+@dataclass
+class StageResult:
+    """Outcome of one stage."""
+
+    name: str
+    ok: bool
+    seconds: float
+    outputs: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    skipped: bool = False
+
+
+@dataclass
+class DemoSummary:
+    """All stages' results plus the headline figures shown on the index page."""
+
+    settings: DemoSettings
+    stages: list[StageResult]
+    headline: dict[str, Any]
+    index: Path
+
+    @property
+    def ok(self) -> bool:
+        """True when every stage ran and succeeded."""
+        return all(s.ok for s in self.stages)
+
+    @property
+    def seconds(self) -> float:
+        """Total wall time of the stages."""
+        return sum(s.seconds for s in self.stages)
+
+
+def _radsurv(args: list[str]) -> None:
+    """Run one ``radsurv`` command in this process; a non-zero exit is a RadsurvError."""
+    from radsurv.cli import app
+
+    logger.info("radsurv %s", " ".join(args))
+    try:
+        code = app(args=["-q", *args], standalone_mode=False)
+    except SystemExit as exc:  # typer.Exit in some code paths
+        code = exc.code
+    if code not in (None, 0):
+        raise RadsurvError(f"`radsurv {' '.join(args)}` exited with code {code}")
+
+
+def _split_manifest(manifest: Path, out_dir: Path, fraction: float, seed: int) -> tuple[Path, Path]:
+    """Write train / held-out manifests (same folder, so relative paths stay valid)."""
+    import pandas as pd
+
+    table = pd.read_csv(manifest, keep_default_na=False, dtype=str)
+    rng = np.random.default_rng(seed)
+    held = rng.permutation(len(table))[: max(1, int(round(fraction * len(table))))]
+    is_held = np.zeros(len(table), dtype=bool)
+    is_held[held] = True
+    train_path = out_dir / "manifest_train.csv"
+    test_path = out_dir / "manifest_heldout.csv"
+    table[~is_held].to_csv(train_path, index=False)
+    table[is_held].to_csv(test_path, index=False)
+    return train_path, test_path
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _stage_plan(s: DemoSettings) -> list[tuple[str, Callable[[], dict[str, str]], list[str]]]:
+    """(name, action, names of the stages it needs) in running order."""
+    out = s.out
+    cohort = out / "cohort"
+    manifest = out / "data_manifest.csv"
+    seg = out / "segmentation"
+    feats = out / "features"
+    jobs = [] if s.jobs is None else ["--jobs", str(s.jobs)]
+
+    def synth() -> dict[str, str]:
+        z, y, x = s.shape
+        _radsurv(["synth", str(cohort), "--cases", str(s.cases), "--seed", str(s.seed),
+                  "--shape", str(z), str(y), str(x)])  # fmt: skip
+        return {"cohort": "cohort/", "truth": "cohort/truth.json"}
+
+    def manifest_stage() -> dict[str, str]:
+        _radsurv(["manifest", str(cohort), "-o", str(manifest)])
+        return {"manifest": manifest.name}
+
+    def train() -> dict[str, str]:
+        seg.mkdir(parents=True, exist_ok=True)
+        train_m, _ = _split_manifest(manifest, out, HELD_OUT_FRACTION, s.seed)
+        _radsurv(["segment", "train", "--manifest", str(train_m), "--out", str(seg / "model.pt"),
+                  "--time-limit", str(s.train_minutes), "--epochs", "200", "--device", s.device,
+                  "--seed", str(s.seed), "--no-progress"])  # fmt: skip
+        return {"model": "segmentation/model.pt", "training split": train_m.name}
+
+    def predict() -> dict[str, str]:
+        _radsurv(["segment", "predict", "--model", str(seg / "model.pt"), "--manifest",
+                  str(manifest), "--out", str(seg / "masks"), "--device", s.device])  # fmt: skip
+        return {"predicted masks": "segmentation/masks/"}
+
+    def evaluate() -> dict[str, str]:
+        held = out / "manifest_heldout.csv"
+        _radsurv(["segment", "evaluate", "--pred", str(seg / "masks"), "--manifest", str(held),
+                  "--json", str(seg / "evaluation.json"), "--csv",
+                  str(seg / "evaluation.csv")])  # fmt: skip
+        return {"Dice/HD95 (held-out)": "segmentation/evaluation.json",
+                "per case": "segmentation/evaluation.csv"}  # fmt: skip
+
+    def features_predicted() -> dict[str, str]:
+        _radsurv(["extract-features", "--manifest", str(manifest), "--masks", str(seg / "masks"),
+                  "--no-progress", "-o", str(feats / "predicted.csv"), *jobs])  # fmt: skip
+        return {"features (predicted masks)": "features/predicted.csv",
+                "status": "features/predicted.status.csv"}  # fmt: skip
+
+    def features_truth() -> dict[str, str]:
+        _radsurv(["extract-features", "--manifest", str(manifest), "--no-progress", "-o",
+                  str(feats / "ground_truth.csv"), *jobs])  # fmt: skip
+        return {"features (expert masks)": "features/ground_truth.csv"}
+
+    def survival() -> dict[str, str]:
+        _radsurv(["survival", "--features", str(feats / "predicted.csv"), "--manifest",
+                  str(manifest), "--covariates", "age,resection", "--model", "cox",
+                  "--model", "xgb-cox", "--cv", s.cv, "--seed", str(s.seed),
+                  "--out", str(out / "survival")])  # fmt: skip
+        return {"report": "survival/report.html", "metrics": "survival/metrics.json",
+                "predictions": "survival/predictions.csv"}  # fmt: skip
+
+    def classify() -> dict[str, str]:
+        _radsurv(["classify", "--features", str(feats / "predicted.csv"), "--manifest",
+                  str(manifest), "--positive", "pseudoprogression", "--model", "logreg",
+                  "--model", "xgb", "--cv", s.cv, "--seed", str(s.seed), "--permutations",
+                  str(s.permutations), "--out", str(out / "pseudoprogression")])  # fmt: skip
+        return {"report": "pseudoprogression/report.html",
+                "metrics": "pseudoprogression/metrics.json",
+                "predictions": "pseudoprogression/predictions.csv"}  # fmt: skip
+
+    return [
+        ("Synthesize cohort", synth, []),
+        ("Build manifest", manifest_stage, ["Synthesize cohort"]),
+        ("Train segmentation", train, ["Build manifest"]),
+        ("Predict masks", predict, ["Train segmentation"]),
+        ("Evaluate segmentation", evaluate, ["Predict masks"]),
+        ("Features from predicted masks", features_predicted, ["Predict masks"]),
+        ("Features from expert masks", features_truth, ["Build manifest"]),
+        ("Survival report", survival, ["Features from predicted masks"]),
+        ("Pseudoprogression report", classify, ["Features from predicted masks"]),
+    ]
+
+
+def _headline(out: Path) -> dict[str, Any]:
+    """The figures the index page shows, read back from the stages' own outputs."""
+    head: dict[str, Any] = {}
+    seg = _read_json(out / "segmentation" / "evaluation.json")
+    if seg.get("mean"):
+        head["dice"] = {
+            r: seg["mean"][r].get("dice") for r in ("WT", "TC", "ET") if r in seg["mean"]
+        }
+    for name in ("predicted", "ground_truth"):
+        path = out / "features" / f"{name}.csv"
+        if path.exists():
+            with path.open() as f:
+                head[f"features_{name}"] = len(f.readline().strip().split(",")) - 1
+    if (out / "features" / "predicted.csv").exists() and (
+        out / "features" / "ground_truth.csv"
+    ).exists():
+        head["feature_agreement"] = _feature_agreement(out / "features")
+    surv = _read_json(out / "survival" / "metrics.json")
+    if surv:
+        head["c_index"] = {
+            name: m["harrell_c"]
+            for group in ("models", "baselines")
+            for name, m in surv.get(group, {}).items()
+            if "harrell_c" in m
+        }
+    clf = _read_json(out / "pseudoprogression" / "metrics.json")
+    if clf:
+        head["auc"] = {
+            name: m["roc_auc"]
+            for group in ("models", "baselines")
+            for name, m in clf.get(group, {}).items()
+            if "roc_auc" in m
+        }
+    return head
+
+
+def _feature_agreement(folder: Path) -> dict[str, float]:
+    """How far features from predicted masks are from those of the expert masks.
+
+    Median over feature columns of the Spearman correlation across cases (columns defined in
+    both tables and not constant).
+    """
+    import pandas as pd
+
+    pred = pd.read_csv(folder / "predicted.csv", index_col="case_id")
+    truth = pd.read_csv(folder / "ground_truth.csv", index_col="case_id")
+    common = pred.index.intersection(truth.index)
+    cols = [c for c in pred.columns.intersection(truth.columns) if pred[c].nunique() > 2]
+    rho = [
+        pred.loc[common, c].corr(truth.loc[common, c], method="spearman")
+        for c in cols
+        if truth.loc[common, c].nunique() > 2
+    ]
+    rho = [r for r in rho if np.isfinite(r)]
+    wt = [r for c, r in zip(cols, rho, strict=False) if "_WT_" in c or c.startswith("WT_")]
+    return {
+        "median_spearman_all": float(np.median(rho)) if rho else float("nan"),
+        "median_spearman_WT": float(np.median(wt)) if wt else float("nan"),
+        "n_features_compared": len(rho),
+    }
+
+
+def run_demo(
+    settings: DemoSettings, on_stage: Callable[[int, int, str], None] | None = None
+) -> DemoSummary:
+    """Run every stage under ``settings.out`` and write ``index.html``.
+
+    Parameters
+    ----------
+    settings
+        Output folder, cohort size, training minutes, device, ...
+    on_stage
+        Called as ``on_stage(i, n, message)`` when a stage starts and ends (progress display).
+    """
+    settings.out.mkdir(parents=True, exist_ok=True)
+    plan = _stage_plan(settings)
+    results: dict[str, StageResult] = {}
+    for i, (name, action, needs) in enumerate(plan, start=1):
+        failed_needs = [n for n in needs if not results[n].ok]
+        if failed_needs:
+            results[name] = StageResult(
+                name, False, 0.0, error=f"skipped: needs {', '.join(failed_needs)}", skipped=True
+            )
+            if on_stage:
+                on_stage(i, len(plan), f"{name}: skipped (needs {', '.join(failed_needs)})")
+            continue
+        if on_stage:
+            on_stage(i, len(plan), f"{name} ...")
+        t0 = time.perf_counter()
+        try:
+            outputs = action()
+            results[name] = StageResult(name, True, time.perf_counter() - t0, outputs)
+        except (RadsurvError, OSError, ValueError, RuntimeError) as exc:
+            logger.error("stage %r failed: %s", name, exc)
+            results[name] = StageResult(
+                name, False, time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}"
+            )
+        r = results[name]
+        if on_stage:
+            status = "done" if r.ok else f"FAILED: {r.error}"
+            on_stage(i, len(plan), f"{name}: {status} ({r.seconds:.0f} s)")
+    stages = [results[name] for name, _, _ in plan]
+    headline = _headline(settings.out)
+    index = write_index(settings, stages, headline)
+    return DemoSummary(settings, stages, headline, index)
+
+
+def write_index(
+    settings: DemoSettings, stages: list[StageResult], headline: dict[str, Any]
+) -> Path:
+    """Write ``OUT/index.html``: a one-screen summary linking every stage's outputs."""
+    from radsurv.evaluation.report import render_report
+
+    context = {
+        "title": "radsurv demo",
+        "subtitle": (
+            f"{settings.cases} synthetic BraTS-like cases, shape {settings.shape} (z, y, x), "
+            f"seed {settings.seed}; total {sum(s.seconds for s in stages):.0f} s"
+        ),
+        "stages": stages,
+        "headline": headline,
+        "settings": {
+            "cases": settings.cases,
+            "shape (z, y, x)": settings.shape,
+            "seed": settings.seed,
+            "segmentation training (minutes)": settings.train_minutes,
+            "device": settings.device,
+            "cross-validation": settings.cv,
+            "label permutations": settings.permutations,
+        },
+    }
+    return render_report("demo_index.html.j2", context, settings.out / "index.html")
