@@ -390,7 +390,7 @@ def _fig_cindex(analysis: SurvivalAnalysis) -> str:
     names = analysis.models + analysis.baselines
     fig, ax = new_figure((7, 0.5 + 0.45 * len(names) + 1))
     data = [table.loc[table.model == n, "harrell_c"].dropna().to_numpy() for n in names]
-    ax.boxplot(data, vert=False, tick_labels=names)
+    ax.boxplot(data, orientation="horizontal", tick_labels=names)
     for i, d in enumerate(data, start=1):
         ax.plot(d, np.full(d.shape, i) + np.linspace(-0.12, 0.12, len(d)), "o", ms=3, alpha=0.6)
     ax.axvline(0.5, color="grey", ls=":")

@@ -46,7 +46,7 @@ class CoxnetSelector(_SupportSelector):
         non-zero, down to ``alpha_min_ratio`` times it).
     alpha_min_ratio
         Smallest penalty relative to the largest. On a numerical failure of the path the fit is
-        retried with a 10x larger ratio (shorter path), then a :class:`ModelError` is raised.
+        retried with a 10x larger ratio (shorter path); see ``method_``.
     forced
         Column names or positions that are always kept and left unpenalised (penalty factor 0).
 
@@ -55,6 +55,10 @@ class CoxnetSelector(_SupportSelector):
     entry_alpha_
         Per column, the largest penalty at which its coefficient is non-zero (0 = never enters;
         ``inf`` for forced columns).
+    method_
+        ``coxnet``; ``coxnet, forced columns penalised`` when unpenalised forced covariates made
+        the path fail (they diverge in small folds, e.g. a rare class without events);
+        ``univariate fallback`` when every path failed (logged).
     support_
         Boolean mask of the kept columns.
     """
@@ -92,6 +96,7 @@ class CoxnetSelector(_SupportSelector):
         k = len(candidates) if self.k is None else min(self.k, len(candidates))
         entry = np.zeros(X.shape[1])
         last = np.zeros(X.shape[1])
+        self.method_ = "none (k = 0)"
         if k > 0:
             coef, alphas = self._path(X, y, forced)
             nonzero = np.abs(coef) > 0
@@ -113,18 +118,29 @@ class CoxnetSelector(_SupportSelector):
         return self
 
     def _path(self, X: np.ndarray, y: Any, forced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Coefficients (n_features, n_alphas) and penalties of the Coxnet path."""
+        """Coefficients (n_features, n_alphas) and penalties of the Coxnet path.
+
+        Unpenalised forced covariates can diverge in a small fold (e.g. a rare resection class
+        without events); then the forced columns are penalised like the others. Each setting is
+        tried with ``alpha_min_ratio`` and 10x it. When every try fails the columns are ranked
+        by the univariate Cox score instead (``method_`` says which happened).
+        """
         from sksurv.linear_model import CoxnetSurvivalAnalysis
 
-        penalty = np.where(forced, 0.0, 1.0)
         ratio = float(self.alpha_min_ratio)
-        last_error: Exception | None = None
-        for _ in range(3):
+        tries = [
+            (forced_pf, r, label)
+            for forced_pf, label in ((0.0, "coxnet"), (1.0, "coxnet, forced columns penalised"))
+            if forced_pf == 0.0 or forced.any()
+            for r in (ratio, min(10 * ratio, 0.5))
+        ]
+        errors = []
+        for forced_pf, r, label in tries:
             net = CoxnetSurvivalAnalysis(
                 l1_ratio=self.l1_ratio,
                 n_alphas=self.n_alphas,
-                alpha_min_ratio=ratio,
-                penalty_factor=penalty,
+                alpha_min_ratio=r,
+                penalty_factor=np.where(forced, forced_pf, 1.0),
                 max_iter=100_000,
             )
             try:
@@ -132,17 +148,22 @@ class CoxnetSelector(_SupportSelector):
                     warnings.simplefilter("ignore")  # convergence warnings at tiny penalties
                     net.fit(X, y)
             except (ArithmeticError, ValueError) as exc:
-                last_error = exc
-                log.warning(
-                    "Coxnet path with alpha_min_ratio %.3g failed (%s); retrying with %.3g",
-                    ratio,
-                    str(exc).splitlines()[0][:120],
-                    ratio * 10,
-                )
-                ratio = min(ratio * 10, 0.5)
+                errors.append(f"{label}, alpha_min_ratio {r:g}: {str(exc).splitlines()[0][:100]}")
                 continue
+            if errors:
+                log.debug("Coxnet path needed a fallback (%s) after: %s", label, "; ".join(errors))
+            self.method_ = label
             return np.asarray(net.coef_, dtype=float), np.asarray(net.alphas_, dtype=float)
-        raise ModelError(
-            f"penalised (Coxnet) selection failed on {X.shape[0]} cases x {X.shape[1]} columns "
-            f"({last_error}); use --selection univariate or fewer features"
+        from radsurv.models.preprocessing import univariate_cox_score
+
+        log.warning(
+            "penalised (Coxnet) selection failed on %d cases x %d columns (%s); ranking by the "
+            "univariate Cox score instead",
+            X.shape[0],
+            X.shape[1],
+            "; ".join(errors),
         )
+        self.method_ = "univariate fallback"
+        # one pseudo-path step: every column with a finite score 'enters', ordered by score
+        score = np.nan_to_num(univariate_cox_score(X, y), nan=0.0)
+        return score[:, None], np.array([1.0])
