@@ -4,6 +4,11 @@ Prints the wall time per model and its ratio to the named baseline measured in t
 the age-only Cox model on the same folds (preprocessing of one column, lifelines fit).
 
     .venv/bin/python bench/bench_survival.py [--cv 5x5] [--models cox xgb-cox xgb-aft rsf]
+        [--selection univariate|penalised] [--nested]
+
+``--selection penalised`` selects with the elastic-net Cox path (Coxnet) per training fold;
+``--nested`` adds the inner 3-fold hyper-parameter search per outer training fold
+(radsurv.models.survival_tuning.PARAM_GRIDS).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from sksurv.util import Surv
 from radsurv.evaluation.cv import make_folds, parse_cv_spec, survival_strata
 from radsurv.evaluation.survival_metrics import cross_validate_survival
 from radsurv.models.survival import MODEL_NAMES, make_model
+from radsurv.models.survival_selection import SELECTION_METHODS
+from radsurv.models.survival_tuning import make_tuned_model
 
 
 def simulate(n: int, p: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -40,13 +47,16 @@ def main() -> None:
         "--models", nargs="+", default=["cox", "xgb-cox", "xgb-aft", "rsf"], choices=MODEL_NAMES
     )
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--selection", default="univariate", choices=SELECTION_METHODS)
+    ap.add_argument("--nested", action="store_true", help="inner 3-fold grid search per fold")
     args = ap.parse_args()
     X, y = simulate(args.patients, args.features)
     n_splits, n_repeats = parse_cv_spec(args.cv)
     folds = make_folds(survival_strata(y["event"], y["time"]), n_splits, n_repeats, seed=0)
     print(
         f"{args.patients} patients x {args.features} features, {args.cv} CV, "
-        f"{args.jobs} job(s); in-fold impute, near-constant, scale, |r|>0.95, k=20 Cox score"
+        f"{args.jobs} job(s); in-fold impute, near-constant, scale, |r|>0.95, k=20 "
+        f"{args.selection} selection{', nested inner 3-fold grid search' if args.nested else ''}"
     )
     base = make_model("cox", k=None, corr_threshold=None)
     base.radsurv_columns = ["age"]
@@ -59,9 +69,10 @@ def main() -> None:
     )
     for name in args.models:
         t0 = time.perf_counter()
-        res = cross_validate_survival(
-            {name: make_model(name, k=20, forced=["age"])}, X, y, folds, n_jobs=args.jobs
-        )
+        model = make_model(name, k=20, forced=["age"], selection=args.selection)
+        if args.nested:
+            model = make_tuned_model(name, model, inner_folds=3, seed=0)
+        res = cross_validate_survival({name: model}, X, y, folds, n_jobs=args.jobs)
         dt = time.perf_counter() - t0
         s = res.summaries[name]
         failed = s.get("failed_folds", {}).get("n", 0)
