@@ -26,18 +26,27 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
             assert cell.execution_count is None, f"{path.name}: strip execution counts"
 
 
+@pytest.fixture(scope="module")
+def notebook_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One output folder for all notebooks, as for a user running them in order."""
+    return tmp_path_factory.mktemp("notebooks")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook_runs(path: Path, tmp_path: Path) -> None:
+def test_notebook_runs(path: Path, notebook_out: Path) -> None:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     # notebooks write their outputs under RADSURV_NOTEBOOK_OUT (a temp folder here)
     env_before = dict(os.environ)
-    os.environ["RADSURV_NOTEBOOK_OUT"] = str(tmp_path)
+    os.environ["RADSURV_NOTEBOOK_OUT"] = str(notebook_out)
     try:
         NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+            nb,
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
         ).execute()
     finally:
         os.environ.clear()
