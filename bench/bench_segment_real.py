@@ -23,6 +23,7 @@ import numpy as np
 from radsurv.data.case import Case
 from radsurv.data.nifti import read_nifti_case
 from radsurv.segmentation import case_scores, load_model, segment_case, train_segmentation
+from radsurv.segmentation.predict import write_mask
 from radsurv.segmentation.preprocess import regions_to_labels
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2015_deepmedic"
@@ -63,6 +64,7 @@ def run_fold(cases: list[Case], test_index: int, minutes: float, seed: int, out:
     t0 = time.perf_counter()
     labels = segment_case(model, test)
     infer_s = time.perf_counter() - t0
+    write_mask(test, labels, out / f"{test.case_id}.nii.gz")
     t0 = time.perf_counter()
     baseline = threshold_baseline(test)
     baseline_s = time.perf_counter() - t0
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--all-folds", action="store_true", help="hold out each case in turn")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--keep", type=Path, help="keep models and predicted masks here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cases = load_cases(args.data)
@@ -92,7 +95,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in folds:
-            r = run_fold(cases, k, args.minutes, args.seed, Path(tmp))
+            r = run_fold(cases, k, args.minutes, args.seed, args.keep or Path(tmp))
             results.append(r)
             print(
                 f"\nheld-out {r['test_case']}: {r['epochs']} epochs in {r['train_seconds']} s "

@@ -25,13 +25,17 @@ def postprocess_labels(
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     min_et_mm3: float = 30.0,
     min_component_mm3: float = 200.0,
+    min_component_fraction: float = 0.1,
 ) -> np.ndarray:
     """Clean a canonical (z, y, x) label mask.
 
     - enhancing-tumour components smaller than ``min_et_mm3`` become NCR (label 1): tiny ET
       islands are mostly false positives, and scoring a false ET costs more than a missed one;
-    - tumour (WT) components smaller than ``min_component_mm3`` are removed, except the largest,
-      so a small true tumour is never erased entirely.
+    - tumour (WT) components smaller than ``min_component_mm3`` or than
+      ``min_component_fraction`` of the largest component are removed (never the largest, so a
+      small true tumour is never erased entirely). Isolated false-positive islands far from the
+      tumour dominate HD95: on a held-out real BraTS case the relative rule took WT HD95 from
+      75 to 15 mm and raised Dice; a satellite lesion under 10 % of the main one is lost.
 
     ``spacing`` is SimpleITK order (x, y, z) in mm. Returns a new array.
 
@@ -52,7 +56,8 @@ def postprocess_labels(
     wt_cc, wt_sizes = _components(out > 0)
     if wt_sizes.size > 2:  # background + more than one component
         largest = int(np.argmax(wt_sizes[1:])) + 1
-        small = np.flatnonzero(wt_sizes * voxel_mm3 < min_component_mm3)
+        limit = max(min_component_mm3, min_component_fraction * wt_sizes[largest] * voxel_mm3)
+        small = np.flatnonzero(wt_sizes * voxel_mm3 < limit)
         small = small[(small > 0) & (small != largest)]
         if small.size:
             out[np.isin(wt_cc, small)] = 0

@@ -90,12 +90,24 @@ def test_postprocess_keeps_the_largest_component_even_if_small():
     np.testing.assert_array_equal(out, labels)
 
 
+def test_postprocess_drops_islands_under_a_fraction_of_the_largest():
+    labels = np.zeros((40, 40, 40), np.uint8)
+    labels[2:22, 2:22, 2:22] = 2  # 8000 voxels
+    labels[30:37, 30:37, 30:37] = 2  # 343 voxels: 4 % of the largest
+    labels[25:35, 2:12, 2:12] = 2  # 1000 voxels: 12.5 %
+    out = postprocess_labels(labels)
+    assert out[33, 33, 33] == 0 and out[30, 5, 5] == 2
+    kept = postprocess_labels(labels, min_component_fraction=0.0)
+    assert kept[33, 33, 33] == 2
+
+
 def test_postprocess_thresholds_are_in_mm3():
     labels = np.zeros((20, 20, 20), np.uint8)
     labels[2:12, 2:12, 2:12] = 2
     labels[15:17, 15:17, 15:17] = 2  # 8 voxels
-    assert postprocess_labels(labels, (1, 1, 1), min_component_mm3=50)[15, 15, 15] == 0
-    assert postprocess_labels(labels, (2, 2, 2), min_component_mm3=50)[15, 15, 15] == 2
+    kw = {"min_component_mm3": 50, "min_component_fraction": 0.0}
+    assert postprocess_labels(labels, (1, 1, 1), **kw)[15, 15, 15] == 0
+    assert postprocess_labels(labels, (2, 2, 2), **kw)[15, 15, 15] == 2
 
 
 def test_case_type_is_used_unchanged():
