@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,43 +36,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(skip_gpu)
 
 
-# A small synthetic cohort with extracted features, shared by the tests that check that models
-# recover the generative truth (survival and pseudoprogression carry image signal).
-SIGNAL_COHORT_CASES = 80
-SIGNAL_COHORT_SHAPE = (24, 64, 64)
-SIGNAL_FEATURE_PARAMS = {
+# A cheap but real radiomics set-up shared by the tests that check that models recover the
+# generative truth (radsurv.data.synthetic: survival depends on age, resection, grade, NCR and ET
+# volume and tumour heterogeneity; pseudoprogression on heterogeneity and the ET fraction):
+# 100 phantom cases at (24, 64, 64), PyRadiomics shape + first-order features of NCR, ET and WT
+# on T1Gd (the modality where necrosis, enhancement and the tumour texture show).
+SYNTH_CASES = 100
+SYNTH_SHAPE = (24, 64, 64)
+SYNTH_SEED = 0
+SYNTH_PARAMS = {
     "imageType": {"Original": {}},
-    "featureClass": {"shape": None, "firstorder": None, "glcm": None},
-    "setting": {"binWidth": 0.25, "label": 1, "minimumROIDimensions": 2, "minimumROISize": 10},
+    "featureClass": {"shape": None, "firstorder": None},
+    "setting": {"binWidth": 0.1, "label": 1, "minimumROIDimensions": 2, "minimumROISize": 10},
 }
 
 
-@pytest.fixture(scope="session")
-def signal_cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """80 phantom cases (24x64x64) + manifest + shape/firstorder/GLCM features of NCR/ET/WT.
+@dataclass(frozen=True)
+class RadiomicsCohort:
+    root: Path
+    manifest: Path
+    features: Path
+    truth: Path
 
-    Returns the paths ``root``, ``manifest``, ``features``, ``truth``.
-    """
+
+@pytest.fixture(scope="session")
+def radiomics_cohort(tmp_path_factory: pytest.TempPathFactory) -> RadiomicsCohort:
+    """Synthetic cohort -> data_manifest.csv -> features.csv (real PyRadiomics), once per run."""
     from radsurv.data.manifest import build_manifest, write_manifest
     from radsurv.data.synthetic import synthesize_cohort
     from radsurv.features import extract_features
 
-    root = tmp_path_factory.mktemp("signal_cohort")
-    cohort = synthesize_cohort(
-        root / "cohort", n_cases=SIGNAL_COHORT_CASES, seed=0, shape=SIGNAL_COHORT_SHAPE
+    root = tmp_path_factory.mktemp("radiomics_cohort")
+    cohort = synthesize_cohort(root / "cohort", SYNTH_CASES, SYNTH_SEED, SYNTH_SHAPE)
+    manifest = write_manifest(
+        build_manifest(cohort.root, relative_to=root, checksum=False), root / "data_manifest.csv"
     )
-    manifest = root / "data_manifest.csv"
-    write_manifest(build_manifest(cohort.data_dir, relative_to=root, checksum=False), manifest)
     features = root / "features.csv"
     result = extract_features(
         manifest,
-        params=SIGNAL_FEATURE_PARAMS,
+        params=SYNTH_PARAMS,
         regions=["NCR", "ET", "WT"],
-        modalities=["t1gd", "flair"],
+        modalities=["t1gd"],
         jobs=2,
         output=features,
         progress=False,
     )
-    failed = result.status[result.status["status"] != "ok"]
-    assert failed.empty, failed
-    return {"root": root, "manifest": manifest, "features": features, "truth": cohort.truth_json}
+    assert result.failed == [], result.status
+    return RadiomicsCohort(root, manifest, features, cohort.truth_json)

@@ -12,12 +12,12 @@ from radsurv.cli.app import app
 
 
 @pytest.mark.slow
-def test_pseudoprogression_auc_well_above_chance(signal_cohort: dict[str, Path], tmp_path: Path):
+def test_pseudoprogression_auc_well_above_chance(radiomics_cohort, tmp_path: Path):
     out = tmp_path / "clf"
     result = CliRunner().invoke(
         app,
-        ["classify", "--features", str(signal_cohort["features"]), "--manifest",
-         str(signal_cohort["manifest"]), "--positive", "pseudoprogression", "--model", "logreg",
+        ["classify", "--features", str(radiomics_cohort.features), "--manifest",
+         str(radiomics_cohort.manifest), "--positive", "pseudoprogression", "--model", "logreg",
          "--covariates", "age", "--cv", "5x2", "--permutations", "0", "--seed", "0",
          "--out", str(out)],
     )  # fmt: skip
@@ -25,5 +25,5 @@ def test_pseudoprogression_auc_well_above_chance(signal_cohort: dict[str, Path],
     metrics = json.loads((out / "metrics.json").read_text())
     auc = metrics["models"]["logreg"]["roc_auc"]["mean"]
     baseline = next(iter(metrics["baselines"].values()))["roc_auc"]["mean"]
-    assert auc > 0.65, f"radiomics AUC {auc:.3f}"  # 0.70 measured (seed 0, 5x2)
+    assert auc > 0.7, f"radiomics AUC {auc:.3f}"  # 0.80 measured (seed 0, 5x2)
     assert auc > baseline + 0.15, f"radiomics AUC {auc:.3f} vs clinical baseline {baseline:.3f}"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from radsurv.cli import app
 
-from .conftest import SYNTH_CASES
+SYNTH_CASES = 100  # tests/conftest.py radiomics_cohort
 
 
 @pytest.mark.slow
