@@ -24,8 +24,12 @@ _DEVICE_HELP = "auto (CUDA when available), cuda or cpu."
 def train(
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest CSV (cases with masks)."),
     out: Path = typer.Option(..., "--out", "-o", help="Best checkpoint, e.g. model.pt."),
-    dim: str = typer.Option("2d", "--dim", help="2d (axial slices, UNet) or 3d (SegResNet)."),
-    epochs: int = typer.Option(40, "--epochs", help="Number of epochs."),
+    dim: str | None = typer.Option(
+        None, "--dim", help="2d (default; axial slices, UNet) or 3d (SegResNet patches)."
+    ),
+    epochs: int = typer.Option(
+        100, "--epochs", help="Epochs (50 batches each on CPU, 100 on CUDA); see --time-limit."
+    ),
     time_limit: float | None = typer.Option(
         None, "--time-limit", help="Stop cleanly after this many minutes, keeping the best model."
     ),

@@ -189,7 +189,7 @@ def train_segmentation(
     config: SegmentationConfig | None = None,
     dim: str | None = None,
     modalities: list[str] | None = None,
-    epochs: int = 40,
+    epochs: int = 100,
     time_limit: float | None = None,
     device: str | torch.device = "auto",
     val_fraction: float = 0.2,
