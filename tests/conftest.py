@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +84,13 @@ def radiomics_cohort(tmp_path_factory: pytest.TempPathFactory) -> RadiomicsCohor
     )
     assert result.failed == [], result.status
     return RadiomicsCohort(root, manifest, features, cohort.truth_json)
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    """Where browser checks leave screenshots for a person to look at (git-ignored)."""
+    folder = Path(
+        os.environ.get("RADSURV_SCREENSHOTS", PROJECT_ROOT / "test-artifacts" / "screenshots")
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
