@@ -9,6 +9,7 @@ are enabled). A finished case is written at once to ``OUT.parts/`` (see
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import json
 import logging
 import math
@@ -63,6 +64,31 @@ class CaseRef:
     mask_path: str | None = None
     labels: np.ndarray | None = None
     problem: str | None = None
+    checksum: str | None = None  # the manifest's content checksum of the case's files
+
+
+def input_key(ref: CaseRef) -> str:
+    """Fingerprint of what a case's features are computed from (images and mask).
+
+    A stored part whose key differs is recomputed on resume, so re-segmented masks or changed
+    images never leave stale rows. Manifest cases use the manifest's content checksum; mask
+    files their size and modification time; in-memory arrays a hash of their bytes.
+    """
+    digest = hashlib.sha256()
+    if ref.case is not None:
+        for name in sorted(ref.case.images):
+            digest.update(name.encode() + ref.case.images[name].tobytes())
+        if ref.case.labels is not None:
+            digest.update(ref.case.labels.tobytes())
+    else:
+        digest.update(f"manifest:{ref.checksum or ''}".encode())
+    if ref.labels is not None:
+        digest.update(b"labels" + np.ascontiguousarray(ref.labels).tobytes())
+    if ref.mask_path is not None:
+        path = Path(ref.mask_path)
+        stat = path.stat() if path.is_file() else None
+        digest.update(f"mask:{path}:{stat and (stat.st_size, stat.st_mtime_ns)}".encode())
+    return digest.hexdigest()[:16]
 
 
 @lru_cache(maxsize=4)
@@ -168,8 +194,16 @@ def case_refs(source: Any, masks: Any = "ground-truth") -> tuple[list[CaseRef], 
         row = manifest.row(case_id)
         mask_path, labels = _mask_for(case_id, masks, row, manifest.root)
         problem = str(row.get("problem", "") or "") or None
+        checksum = str(row.get("checksum", "") or "") or None
         refs.append(
-            CaseRef(case_id, manifest=path, mask_path=mask_path, labels=labels, problem=problem)
+            CaseRef(
+                case_id,
+                manifest=path,
+                mask_path=mask_path,
+                labels=labels,
+                problem=problem,
+                checksum=checksum,
+            )
         )
         mods = str(row.get("modalities", "") or "")
         if mods and not problem:
@@ -435,6 +469,7 @@ def run_cases(
     store: PartStore | None,
     strict: bool = False,
     progress: bool | None = None,
+    input_keys: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Compute every case of ``refs`` (none already stored); returns case_id -> record.
 
@@ -453,6 +488,7 @@ def run_cases(
         record: dict[str, Any] = {
             "case_id": cid,
             "settings_hash": config.settings_hash(),
+            "input_key": (input_keys or {}).get(cid, ""),
             "status": "ok" if error is None else "failed",
             "seconds": round(job.seconds, 3),
             "error": "" if error is None else _error_text(error),
@@ -688,12 +724,17 @@ def extract_features(
             )
     records: dict[str, dict[str, Any]] = {}
     resumed: set[str] = set()
+    input_keys: dict[str, str] = {}
     if store is not None:
+        input_keys = {ref.case_id: input_key(ref) for ref in refs}
         for ref in refs:
             if force:
                 store.remove(ref.case_id)
                 continue
             record = store.load(ref.case_id)
+            if record is not None and record.get("input_key") != input_keys[ref.case_id]:
+                logger.info("case %s: its images or mask changed; recomputing", ref.case_id)
+                record = None
             if record is not None:
                 records[ref.case_id] = record
                 resumed.add(ref.case_id)
@@ -708,7 +749,9 @@ def extract_features(
     if todo:
         backend = make_backend(jobs, dask)
         try:
-            records.update(run_cases(todo, config, columns, backend, store, strict, progress))
+            records.update(
+                run_cases(todo, config, columns, backend, store, strict, progress, input_keys)
+            )
         finally:
             backend.close()
 

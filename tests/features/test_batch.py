@@ -90,6 +90,32 @@ def test_resume_gives_identical_table_and_settings_never_mix(
     pd.testing.assert_frame_equal(forced.features, other.features)
 
 
+def test_resume_recomputes_cases_whose_mask_changed(
+    tmp_path: Path, phantoms: list[Case], fast_params: Path
+) -> None:
+    """Re-segmented masks never leave stale rows: a changed mask file means recompute."""
+    import SimpleITK as sitk
+
+    cases = phantoms[:3]
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for case in cases:
+        sitk.WriteImage(case.labels_sitk(), str(masks / f"{case.case_id}.nii.gz"))
+    kw = {"params": str(fast_params), "regions": ["WT"], "jobs": 1, "masks": masks}
+    out = tmp_path / "run.csv"
+    first = extract_features(cases, output=out, **kw)
+    changed = cases[1]
+    smaller = np.where(changed.labels == 2, 0, changed.labels).astype(np.uint8)  # oedema gone
+    sitk.WriteImage(changed.to_sitk(smaller), str(masks / f"{changed.case_id}.nii.gz"))
+    again = extract_features(cases, output=out, **kw)
+    assert again.status["resumed"].tolist() == [True, False, True]
+    volume = "WT_original_shape_VoxelVolume"
+    before = first.features.set_index("case_id")[volume]
+    after = again.features.set_index("case_id")[volume]
+    assert after[changed.case_id] < before[changed.case_id]
+    assert after.drop(changed.case_id).equals(before.drop(changed.case_id))
+
+
 def test_status_provenance_and_parquet(
     tmp_path: Path, phantoms: list[Case], fast_params: Path
 ) -> None:
