@@ -225,6 +225,74 @@ register_format(
 )
 
 
+def _validated(case_id: str, file: str, load: Callable[[], Case]) -> CaseSource:
+    """A case source whose validation loads the case and runs :meth:`Case.validate`."""
+
+    def run() -> tuple[Case | None, list[Problem]]:
+        try:
+            case = load()
+            case.validate()
+        except DataError as exc:  # one problem per case: these readers stop at the first
+            return None, [Problem(file, str(exc))]
+        return case, []
+
+    return CaseSource(case_id, run)
+
+
+def _nifti_detect(path: Path) -> bool:
+    from radsurv.data.nifti import find_nifti_cases
+
+    if not path.is_dir():
+        return False
+    try:
+        return bool(find_nifti_cases(path))
+    except DataError:
+        return False
+
+
+def _nifti_cases(path: Path, channel_order: tuple[str, ...]) -> list[CaseSource]:
+    from radsurv.data.nifti import find_nifti_cases, read_nifti_case
+
+    return [
+        _validated(cid, str(folder), lambda folder=folder, cid=cid: read_nifti_case(folder, cid))
+        for cid, folder in find_nifti_cases(path).items()
+    ]
+
+
+def _manifest_detect(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".csv"
+
+
+def _manifest_cases(path: Path, channel_order: tuple[str, ...]) -> list[CaseSource]:
+    # the manifest records each case's own patterns, label convention and channel order
+    from radsurv.data.manifest import Manifest
+
+    manifest = Manifest.read(path)
+    return [
+        _validated(cid, str(manifest.source_path(cid)), lambda cid=cid: manifest.load_case(cid))
+        for cid in manifest.case_ids
+    ]
+
+
+register_format(
+    DatasetFormat(
+        name="nifti",
+        detect=_nifti_detect,
+        list_cases=_nifti_cases,
+        describe="BraTS NIfTI case folders (BraTS 2020 *_flair.nii.gz ..., 2021-2023 "
+        "*-t2f.nii.gz ...; other namings: build a manifest with --modality and check that)",
+    )
+)
+register_format(
+    DatasetFormat(
+        name="manifest",
+        detect=_manifest_detect,
+        list_cases=_manifest_cases,
+        describe="a data_manifest.csv written by radsurv manifest",
+    )
+)
+
+
 def _resolve_format(path: Path, fmt: str) -> DatasetFormat:
     if fmt != "auto":
         if fmt not in DATASET_FORMATS:

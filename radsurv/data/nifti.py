@@ -15,8 +15,10 @@ labels 0/1/2/4 from an explicit convention, or one detected from the values (and
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import logging
 import os
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -184,9 +186,55 @@ def _find_seg(
     return candidates[0] if candidates else None
 
 
+def _expected_nifti1_bytes(header: bytes) -> int | None:
+    """Bytes a NIfTI-1 file must hold (vox_offset + data), from its header; None if unknown."""
+    for endian in ("<", ">"):
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            vox_offset = struct.unpack(endian + "f", header[108:112])[0]
+            n_dims = dims[0]
+            if not 1 <= n_dims <= 7 or bitpix <= 0:
+                return None
+            n_voxels = int(np.prod([max(d, 1) for d in dims[1 : n_dims + 1]], dtype=np.int64))
+            return int(vox_offset) + n_voxels * bitpix // 8
+    return None  # NIfTI-2 or another format: ITK's own checks only
+
+
+def _check_complete(path: Path) -> None:
+    """Refuse truncated NIfTI files, which ITK may read without an error as garbage voxels.
+
+    For ``.gz`` files the gzip trailer's uncompressed size (read without decompressing) must
+    match the header; for plain files the file must be long enough.
+    """
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                header = f.read(348)
+            with path.open("rb") as f:
+                f.seek(-4, os.SEEK_END)
+                stored = struct.unpack("<I", f.read(4))[0]  # uncompressed size mod 2**32
+            expected = _expected_nifti1_bytes(header)
+            complete = expected is None or stored == expected % 2**32
+        else:
+            with path.open("rb") as f:
+                header = f.read(348)
+            expected = _expected_nifti1_bytes(header)
+            complete = expected is None or path.stat().st_size >= expected
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise NiftiError(f"cannot read NIfTI file {path}: {exc}") from exc
+    if not complete:
+        raise NiftiError(
+            f"NIfTI file {path} is truncated or corrupt (its size does not match its header); "
+            "copy or download it again"
+        )
+
+
 def _read_image(path: Path) -> sitk.Image:
     import SimpleITK as sitk
 
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_complete(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
