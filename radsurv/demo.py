@@ -210,23 +210,20 @@ def _headline(out: Path) -> dict[str, Any]:
         out / "features" / "ground_truth.csv"
     ).exists():
         head["feature_agreement"] = _feature_agreement(out / "features")
-    surv = _read_json(out / "survival" / "metrics.json")
-    if surv:
-        head["c_index"] = {
-            name: m["harrell_c"]
-            for group in ("models", "baselines")
-            for name, m in surv.get(group, {}).items()
-            if "harrell_c" in m
-        }
-    clf = _read_json(out / "pseudoprogression" / "metrics.json")
-    if clf:
-        head["auc"] = {
-            name: m["roc_auc"]
-            for group in ("models", "baselines")
-            for name, m in clf.get(group, {}).items()
-            if "roc_auc" in m
-        }
+    head["c_index"] = _metric_by_model(out / "survival" / "metrics.json", "harrell_c")
+    head["auc"] = _metric_by_model(out / "pseudoprogression" / "metrics.json", "roc_auc")
     return head
+
+
+def _metric_by_model(metrics_json: Path, metric: str) -> dict[str, Any]:
+    """``{model or baseline name: {"mean", "sd", "ci95"}}`` of one metric of a report."""
+    doc = _read_json(metrics_json)
+    return {
+        name: entry[metric]
+        for group in ("models", "baselines")
+        for name, entry in doc.get(group, {}).items()
+        if metric in entry
+    }
 
 
 def _feature_agreement(folder: Path) -> dict[str, float]:
@@ -285,7 +282,7 @@ def run_demo(
         try:
             outputs = action()
             results[name] = StageResult(name, True, time.perf_counter() - t0, outputs)
-        except (RadsurvError, OSError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # a failing stage is recorded; the stages not needing it go on
             logger.error("stage %r failed: %s", name, exc)
             results[name] = StageResult(
                 name, False, time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}"
