@@ -71,8 +71,8 @@ def classify(
     ),
     cv: str = typer.Option("5x5", "--cv", help="FOLDSxREPEATS."),
     seed: int = typer.Option(0, "--seed", help="Seed of folds, models, permutations."),
-    jobs: int = typer.Option(1, "--jobs", help="Parallel processes for the folds."),
-    k: int = typer.Option(20, "--k", help="Features kept by in-fold selection (0: all)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel processes for the folds."),
+    k: int = typer.Option(20, "--k", "-k", help="Features kept by in-fold selection (0: all)."),
     nested: bool = typer.Option(False, "--nested", help="Tune hyper-parameters by inner CV."),
     permutations: int = typer.Option(
         20, "--permutations", help="Label permutations for the AUC test (0: off)."
