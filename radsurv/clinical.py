@@ -21,11 +21,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from radsurv.errors import ClinicalTableError
+from radsurv.errors import ClinicalTableError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,22 @@ def survival_target(table: pd.DataFrame, *, event: str = "event", time: str = "t
     return Surv.from_arrays(
         event=np.asarray(ev, dtype=bool), time=t, name_event="event", name_time="time"
     )
+
+
+def event_and_time(y: Any, error: type[Exception] = ConfigError) -> tuple[np.ndarray, np.ndarray]:
+    """``(event bool array, time float array)`` of a scikit-survival structured array.
+
+    The inverse of :func:`survival_target`; ``error`` is the exception raised when ``y`` is not
+    a two-field structured array (callers pick the one that fits their layer).
+    """
+    arr = np.asarray(y)
+    if arr.dtype.names is None or len(arr.dtype.names) != 2:
+        raise error(
+            "survival target must be a structured array (event, time); build it with "
+            "radsurv.clinical.survival_target or sksurv.util.Surv.from_arrays"
+        )
+    ev_name, t_name = arr.dtype.names
+    return arr[ev_name].astype(bool), arr[t_name].astype(float)
 
 
 def read_name_mapping(path: str | Path) -> pd.DataFrame:

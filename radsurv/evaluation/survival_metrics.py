@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from radsurv.clinical import event_and_time
 from radsurv.errors import ModelError
 from radsurv.evaluation.cv import Fold, run_folds
 from radsurv.evaluation.report import summarise_metric
@@ -58,17 +59,12 @@ METRIC_NAMES: tuple[str, ...] = (
 )
 
 
-def _event_time(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ev, t = y.dtype.names
-    return y[ev].astype(bool), y[t].astype(float)
-
-
 def _truncate(y_test: np.ndarray, y_train: np.ndarray) -> np.ndarray:
     """Censor test times beyond the last training time at that time (IPCW needs it)."""
     from sksurv.util import Surv
 
-    ev, t = _event_time(y_test)
-    t_max = _event_time(y_train)[1].max()
+    ev, t = event_and_time(y_test)
+    t_max = event_and_time(y_train)[1].max()
     beyond = t >= t_max
     if not beyond.any():
         return y_test
@@ -150,14 +146,14 @@ def fold_metrics(
     )
 
     reasons: dict[str, str] = {}
-    ev, t = _event_time(y_test)
+    ev, t = event_and_time(y_test)
     risk = np.asarray(risk, dtype=float)
     out: dict[str, float] = {}
     out["harrell_c"] = _try(
         "harrell_c", reasons, lambda: concordance_index_censored(ev, t, risk)[0]
     )
     y_tr = _truncate(y_test, y_train)
-    t_train_max = _event_time(y_train)[1].max()
+    t_train_max = event_and_time(y_train)[1].max()
     out["uno_c"] = _try(
         "uno_c",
         reasons,
@@ -176,7 +172,7 @@ def fold_metrics(
     if not ok:
         reasons["td_auc"] = "no evaluation time inside the fold's follow-up"
     if surv_fn is not None:
-        _, t_tr = _event_time(y_tr)
+        _, t_tr = event_and_time(y_tr)
         lo, hi = np.percentile(t_tr, [10, 80])
         grid = np.unique(np.linspace(lo, hi, 15))
         out["ibs"] = _try(
@@ -267,7 +263,7 @@ def _fit_fold(fold: Fold, models: Mapping[str, Any], X: pd.DataFrame, y: np.ndar
 
         metrics, undefined = fold_metrics(y_train, y_test, risk, days, surv_fn)
         y_tr = _truncate(y_test, y_train)
-        t_test = _event_time(y_tr)[1]
+        t_test = event_and_time(y_tr)[1]
         curve = np.full(len(AUC_CURVE_DAYS), np.nan)
         inside = (t_test.min() <= AUC_CURVE_DAYS) & (t_test.max() > AUC_CURVE_DAYS)
         for i in np.flatnonzero(inside):
@@ -336,7 +332,7 @@ class SurvivalCVResult:
 
     def predictions(self, case_ids: Any, y: np.ndarray) -> pd.DataFrame:
         """Out-of-fold risk, predicted days and risk group per case, model and repeat."""
-        ev, t = _event_time(y)
+        ev, t = event_and_time(y)
         frames = []
         ids = np.asarray(case_ids)
         for f in self.folds:

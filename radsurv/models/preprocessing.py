@@ -28,6 +28,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from radsurv.clinical import event_and_time
 from radsurv.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,7 @@ def univariate_cox_score(X: np.ndarray, y: Any) -> np.ndarray:
     numpy.ndarray
         One statistic per column (NaN for columns without variance).
     """
-    event, time = _event_time(y)
+    event, time = event_and_time(y)
     X = np.asarray(X, dtype=float)
     with _quiet_nan_warnings():
         mean = np.nanmean(X, axis=0)
@@ -305,18 +306,6 @@ def _last_index_of_ties(sorted_desc: np.ndarray) -> np.ndarray:
             last = i
         out[i] = last
     return out
-
-
-def _event_time(y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(event bool array, time float array) from a scikit-survival structured array."""
-    y = np.asarray(y)
-    if y.dtype.names is None or len(y.dtype.names) != 2:
-        raise ConfigError(
-            "survival target must be a structured array (event, time); "
-            "build it with radsurv.clinical.survival_target or sksurv.util.Surv.from_arrays"
-        )
-    ev_name, t_name = y.dtype.names
-    return y[ev_name].astype(bool), y[t_name].astype(float)
 
 
 def make_preprocessor(

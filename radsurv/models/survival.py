@@ -42,6 +42,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 from sksurv.ensemble import RandomSurvivalForest
 
+from radsurv.clinical import event_and_time
 from radsurv.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -59,17 +60,9 @@ MODEL_NAMES: tuple[str, ...] = (
 
 def _check_target(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate a structured survival array; return (event, time)."""
-    arr = np.asarray(y)
-    if arr.dtype.names is None or len(arr.dtype.names) != 2:
-        raise ModelError(
-            "y must be a scikit-survival structured array (event, time); build it with "
-            "radsurv.clinical.survival_target or sksurv.util.Surv.from_arrays"
-        )
-    if arr.shape[0] != n:
-        raise ModelError(f"X has {n} rows but y has {arr.shape[0]}")
-    ev_name, t_name = arr.dtype.names
-    event = arr[ev_name].astype(bool)
-    time = arr[t_name].astype(float)
+    event, time = event_and_time(y, error=ModelError)
+    if event.shape[0] != n:
+        raise ModelError(f"X has {n} rows but y has {event.shape[0]}")
     if not np.all(np.isfinite(time)):
         raise ModelError("y holds NaN/inf survival times; drop those cases before fitting")
     if (time < 0).any():

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import validate_data
 
+from radsurv.clinical import event_and_time
 from radsurv.errors import ConfigError, ModelError
-from radsurv.models.preprocessing import _event_time, _forced_mask, _SupportSelector
+from radsurv.models.preprocessing import _forced_mask, _SupportSelector
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class CoxnetSelector(_SupportSelector):
             raise ConfigError(f"k must be >= 0, got {self.k}")
         if not 0.0 < self.l1_ratio <= 1.0:
             raise ConfigError(f"penalised selection needs 0 < l1_ratio <= 1, got {self.l1_ratio}")
-        event, time = _event_time(y)
+        event, time = event_and_time(y)
         if not event.any():
             raise ModelError(
                 f"penalised selection: all {len(event)} training cases are censored; "

@@ -65,12 +65,12 @@ class SurvivalStratifiedKFold(BaseCrossValidator):
     def split(
         self, X: Any, y: Any = None, groups: Any = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        from radsurv.clinical import event_and_time
         from radsurv.evaluation.cv import make_folds, survival_strata
-        from radsurv.models.preprocessing import _event_time
 
         if y is None:
             raise ConfigError("the inner survival CV needs the survival target y to stratify")
-        event, time = _event_time(y)
+        event, time = event_and_time(y)
         for fold in make_folds(survival_strata(event, time), self.n_splits, 1, self.random_state):
             yield fold.train, fold.test
 
