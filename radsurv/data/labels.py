@@ -108,3 +108,19 @@ def to_canonical(labels: np.ndarray, convention: str, source: str = "mask") -> n
     for src, dst in mapping.items():
         lut[src] = dst
     return lut[arr.astype(np.intp)]
+
+
+def mask_extent(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Inclusive lower and exclusive upper corner (array order) of a mask's voxels; None if empty.
+
+    The one bounding-box computation that feature cropping and segmentation share.
+    """
+    if not mask.any():
+        return None
+    lows, highs = [], []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        lows.append(hit[0])
+        highs.append(hit[-1] + 1)
+    return np.array(lows), np.array(highs)

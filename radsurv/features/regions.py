@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from radsurv.data.labels import region_mask
+from radsurv.data.labels import mask_extent, region_mask
 
 Box = tuple[slice, slice, slice]
 
@@ -16,19 +16,6 @@ def region_masks(labels: np.ndarray, regions: Sequence[str]) -> dict[str, np.nda
     return {region: region_mask(labels, region) for region in regions}
 
 
-def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Inclusive lower and exclusive upper corner (z, y, x) of a mask's voxels; None if empty."""
-    if not mask.any():
-        return None
-    lows, highs = [], []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        lows.append(hit[0])
-        highs.append(hit[-1] + 1)
-    return np.array(lows), np.array(highs)
-
-
 def padded_box(mask: np.ndarray, pad: Sequence[int], full_when_clipped: bool = False) -> Box | None:
     """Crop box around ``mask`` widened by ``pad`` voxels per axis (z, y, x), clipped to the image.
 
@@ -36,7 +23,7 @@ def padded_box(mask: np.ndarray, pad: Sequence[int], full_when_clipped: bool = F
     image border on that axis: filters with periodic boundaries (PyRadiomics' wavelet) see the
     opposite border there, so only the whole axis reproduces them. None when the mask is empty.
     """
-    box = bounding_box(mask)
+    box = mask_extent(mask)
     if box is None:
         return None
     low, high = box

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from radsurv.data.case import Case
-from radsurv.data.labels import LABEL_ED, LABEL_ET, LABEL_NCR, region_mask
+from radsurv.data.labels import LABEL_ED, LABEL_ET, LABEL_NCR, mask_extent, region_mask
 from radsurv.errors import DataError, SegmentationError
 from radsurv.segmentation.config import SegmentationConfig
 
@@ -128,11 +128,11 @@ def regions_to_labels(regions: np.ndarray) -> np.ndarray:
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
     """Slices of the smallest box holding ``mask`` (grown by ``margin``); whole array if empty."""
-    if not mask.any():
+    extent = mask_extent(mask)
+    if extent is None:
         return tuple(slice(0, n) for n in mask.shape)
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        idx = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(0, idx[0] - margin), min(mask.shape[axis], idx[-1] + 1 + margin)))
-    return tuple(box)
+    lows, highs = extent
+    return tuple(
+        slice(max(0, int(lo) - margin), min(n, int(hi) + margin))
+        for lo, hi, n in zip(lows, highs, mask.shape, strict=True)
+    )
