@@ -16,6 +16,26 @@ if TYPE_CHECKING:
 IDENTITY_DIRECTION: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
+def exact_float_dtype(stored: np.dtype | type) -> np.dtype:
+    """The smallest float type that holds every value of a stored dtype exactly.
+
+    float32 for float16/float32 and for integers of up to 16 bits (a float32 mantissa has 24
+    bits); float64 for float64 and wider integers. Readers keep images in this type so that the
+    stored values reach the feature extraction unchanged.
+
+    Examples
+    --------
+    >>> exact_float_dtype(np.int16), exact_float_dtype(np.float64)
+    (dtype('float32'), dtype('float64'))
+    """
+    dtype = np.dtype(stored)
+    if dtype.kind == "f" and dtype.itemsize <= 4:
+        return np.dtype(np.float32)
+    if dtype.kind in "biu" and dtype.itemsize <= 2:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
 @dataclass
 class Case:
     """One patient: co-registered modalities, the canonical label mask and their geometry.
@@ -25,7 +45,9 @@ class Case:
     case_id
         Canonical id, e.g. ``BraTS20_Training_001``.
     images
-        Modality name (``flair``, ``t1``, ``t1gd``, ``t2``) -> float32 array of shape (z, y, x).
+        Modality name (``flair``, ``t1``, ``t1gd``, ``t2``) -> float array of shape (z, y, x)
+        holding the stored values exactly: float32, or float64 where the file stores float64
+        (:func:`exact_float_dtype`).
     labels
         Canonical label mask (uint8, values 0/1/2/4, shape (z, y, x)) or ``None`` when the case
         has no ground truth.

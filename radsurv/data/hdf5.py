@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from radsurv.data.case import Case
+from radsurv.data.case import Case, exact_float_dtype
 from radsurv.data.labels import LABEL_ED, LABEL_ET, LABEL_NCR, MODALITIES
 from radsurv.errors import ConfigError, DataError
 
@@ -492,7 +492,7 @@ class _Assembly:
     height: int = -1
     width: int = -1
     ref_file: Path | None = None
-    images: np.ndarray | None = None  # (c, z, y, x) float32
+    images: np.ndarray | None = None  # (c, z, y, x) float32, float64 for float64 storage
     labels: np.ndarray | None = None  # (z, y, x) uint8
     image_dtypes: set[str] = field(default_factory=set)
     mask_dtypes: set[str] = field(default_factory=set)
@@ -575,7 +575,7 @@ def _read_slice(asm: _Assembly, z: int, path: Path, bufs: dict) -> None:
             return
         if asm.images is None:
             asm.height, asm.width, asm.ref_file = h, w, path
-            asm.images = np.empty((n_chan, asm.n_slices, h, w), dtype=np.float32)
+            asm.images = np.empty((n_chan, asm.n_slices, h, w), exact_float_dtype(dimg.dtype))
             asm.labels = np.zeros((asm.n_slices, h, w), dtype=np.uint8)
             asm.nonzero_channels = np.zeros(n_chan, dtype=bool)
         elif (h, w) != (asm.height, asm.width):
@@ -608,29 +608,33 @@ def _read_slice(asm: _Assembly, z: int, path: Path, bufs: dict) -> None:
             return
     asm.image_dtypes.add(str(dimg.dtype))
     asm.mask_dtypes.add(str(dmask.dtype))
+    if exact_float_dtype(dimg.dtype).itemsize > asm.images.dtype.itemsize:
+        asm.images = asm.images.astype(np.float64)  # a wider slice after narrower ones: exact
     _store_image(asm, z, path, img_buf)
     _store_mask(asm, z, path, mask_buf)
 
 
 def _store_image(asm: _Assembly, z: int, path: Path, buf: np.ndarray) -> None:
-    """Copy one slice's channels into the float32 volume; report NaN/inf/overflow voxels."""
+    """Copy one slice's channels into the volume (exact: float32, or float64 for float64
+    storage); report NaN/inf voxels and values beyond float32 (what segmentation computes in)."""
     assert asm.images is not None and asm.nonzero_channels is not None
     slab = asm.images[:, z]  # (c, y, x): one slice of every channel
     with np.errstate(over="ignore", invalid="ignore"):
-        slab[...] = buf.transpose(2, 0, 1)  # float32 conversion and channel split in one copy
-    # reduce along contiguous rows (fast); NaN propagates into max/min, and NaN, inf and
-    # values beyond float32 (now inf) all end up non-finite
+        slab[...] = buf.transpose(2, 0, 1)  # float conversion and channel split in one copy
+    # reduce along contiguous rows (fast); NaN propagates into max/min
     flat = slab.reshape(slab.shape[0], -1)
     hi = flat.max(axis=1)
     lo = flat.min(axis=1)
     if buf.dtype.kind == "f":
-        bad = ~(np.isfinite(hi) & np.isfinite(lo))
+        big = np.finfo(np.float32).max
+        bad = ~(np.isfinite(hi) & np.isfinite(lo)) | (hi > big) | (lo < -big)
         if bad.any():
             for c in np.flatnonzero(bad):
                 chan = buf[..., c]
                 n_nan = int(np.count_nonzero(np.isnan(chan)))
                 n_inf = int(np.count_nonzero(np.isinf(chan)))
-                n_big = int(np.count_nonzero(np.isinf(flat[c]))) - n_inf
+                with np.errstate(invalid="ignore"):
+                    n_big = int(np.count_nonzero(np.abs(chan) > big)) - n_inf
                 what = ", ".join(
                     f"{n} {k}"
                     for n, k in ((n_nan, "NaN"), (n_inf, "inf"), (n_big, "beyond float32"))
@@ -763,7 +767,8 @@ def read_volume(
 ) -> Case:
     """Assemble one pack volume into a :class:`Case`.
 
-    Images become float32 (z, y, x) arrays, one per modality in ``channel_order``; the one-hot
+    Images become (z, y, x) arrays holding the stored values exactly (float32, float64 for
+    float64 storage), one per modality in ``channel_order``; the one-hot
     mask becomes canonical labels (uint8: 1 NCR, 2 ED, 4 ET); spacing is 1 mm. Any float or int
     dtype, compressed/chunked datasets, masks stored as 0/1, 0/255 or bool, any in-plane size and
     any slice count are read. A channel that is 0 everywhere (how :func:`write_kaggle_volume`

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from radsurv.data.case import Case
+from radsurv.data.case import Case, exact_float_dtype
 from radsurv.data.labels import LABEL_CONVENTIONS, MODALITIES, detect_convention, to_canonical
 from radsurv.errors import DataError
 
@@ -298,8 +298,9 @@ def read_nifti_case(
     Returns
     -------
     Case
-        Images as float32 (z, y, x) arrays with their stored values, canonical labels (uint8
-        0/1/2/4) or ``None`` without a mask, geometry from the files (spacing is (x, y, z)).
+        Images as (z, y, x) arrays holding the stored values exactly (float32; float64 for
+        float64 files), canonical labels (uint8 0/1/2/4) or ``None`` without a mask, geometry
+        from the files (spacing is (x, y, z)).
 
     Raises
     ------
@@ -342,7 +343,8 @@ def read_nifti_case(
                     f"case {case_id}: {path.name} and {reference_path.name} in {folder} differ "
                     f"in {diff}; all images of a case must be co-registered on one grid"
                 )
-        images[modality] = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+        array = sitk.GetArrayFromImage(image)
+        images[modality] = array.astype(exact_float_dtype(array.dtype), copy=False)
     assert reference is not None  # resolve_case_files guarantees one image
     provenance: dict = {
         "format": "nifti",
@@ -488,7 +490,8 @@ def write_nifti_case(case: Case, dst_root: Path, compress: bool = True) -> Path:
     """Write a case as a BraTS 2020 NIfTI folder and return the folder.
 
     Writes ``dst_root/<case_id>/<case_id>_{flair,t1,t1ce,t2}.nii.gz`` (only the modalities the
-    case has) with the stored values as float32 (no re-normalisation), and ``<case_id>_seg.nii.gz``
+    case has) with the stored values as float32, or float64 for float64 arrays (no
+    re-normalisation, no rounding), and ``<case_id>_seg.nii.gz``
     with labels 1, 2, 4 (uint8) when the case has a mask. Geometry comes from the case.
     """
     import SimpleITK as sitk
@@ -503,7 +506,7 @@ def write_nifti_case(case: Case, dst_root: Path, compress: bool = True) -> Path:
                 f"case {case.case_id}: modality {modality!r} has no BraTS 2020 file name; "
                 f"use {', '.join(MODALITIES)}"
             )
-        image = case.to_sitk(np.asarray(array, dtype=np.float32))
+        image = case.to_sitk(np.asarray(array, dtype=exact_float_dtype(np.asarray(array).dtype)))
         sitk.WriteImage(image, str(folder / f"{case.case_id}_{suffix}{ext}"), compress)
     if case.labels is not None:
         labels = np.asarray(case.labels, dtype=np.uint8)

@@ -17,6 +17,17 @@ Each step follows ``RadiomicsFeatureExtractor.execute`` with PyRadiomics' own fu
 ``execute`` returns on the uncropped image. Settings that read the whole image (``normalize``) are
 applied in step 1 before cropping; settings and filters that cannot be cropped exactly (resampling,
 Square/SquareRoot/Logarithm/Exponential/LBP) switch cropping off.
+
+Exactness across environments: PyRadiomics 3.0.1 computes the lower bin edge as
+``minimum - (minimum % binWidth)``. Under NumPy 1.26 a float32 minimum is promoted to float64
+there; under NumPy 2 (NEP 50) it stays float32, the bin edges move and voxels change bins (up
+to 9 % on GLCM features of a real BraTS case). radsurv therefore hands PyRadiomics only float64
+images: the preprocessed image is float64 (:mod:`radsurv.features.preprocessing`), and every
+derived image a filter returns as float32 is cast to float64 (:func:`as_float64`). SimpleITK's
+LaplacianRecursiveGaussian (PyRadiomics' LoG) computes and returns float32 whatever the input
+type, so LoG images are float32 in every environment; NumPy 1.26 bins them in float64, NumPy 2
+in float32, which is why LoG features moved under NumPy 2 even for float64 input. The cast is
+exact, so the values equal PyRadiomics under NumPy 1.26 (``tests/reference``).
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ from radsurv.features.regions import padded_box, region_masks
 logger = logging.getLogger(__name__)
 
 # Bump when a change of this module changes feature values: it is part of the settings hash.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: float64 images and filter outputs (NumPy-independent bins)
 # LoG is a recursive (IIR) Gaussian: a crop edge perturbs values by ~exp(-d / (0.8 sigma)); at
 # 20 sigma the change is far below float32 resolution (measured on real BraTS: 0 at 15 sigma).
 LOG_PAD_SIGMAS = 20.0
@@ -313,7 +324,7 @@ def prepare_case(
             from radiomics import imageoperations
 
             normalized = imageoperations.normalizeImage(case.to_sitk(arr), **settings)
-            arr = _array(normalized)
+            arr = _array(normalized).astype(np.float64, copy=False)
         images[modality] = arr
 
     masks = region_masks(labels, config.regions)
@@ -382,8 +393,22 @@ def _load_and_check(extractor: Any, settings: dict[str, Any], image: Any, mask: 
     return image, mask, bbox, shape_mask
 
 
+def as_float64(image: Any) -> Any:
+    """A SimpleITK image as float64 (exact); float64 images are returned as they are.
+
+    PyRadiomics bins a float32 image in float32 under NumPy 2 but in float64 under NumPy 1.26;
+    in float64 both agree.
+    """
+    import SimpleITK as sitk
+
+    if image.GetPixelID() == sitk.sitkFloat64:
+        return image
+    return sitk.Cast(image, sitk.sitkFloat64)
+
+
 def _derived_images(extractor: Any, settings: dict[str, Any], image: Any, mask: Any) -> list:
-    """Every enabled (derived image, type name, kwargs) of one image, as execute() makes them."""
+    """Every enabled (derived image, type name, kwargs) of one image, as execute() makes them,
+    each as float64 (:func:`as_float64`)."""
     from radiomics import imageoperations
 
     out = []
@@ -391,7 +416,7 @@ def _derived_images(extractor: Any, settings: dict[str, Any], image: Any, mask: 
         args = settings.copy()
         args.update(custom or {})
         generator = getattr(imageoperations, f"get{image_type}Image")
-        out.extend(generator(image, mask, **args))
+        out.extend((as_float64(d), name, kw) for d, name, kw in generator(image, mask, **args))
     return out
 
 

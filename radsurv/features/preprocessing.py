@@ -22,7 +22,8 @@ def zscore_brain(image: np.ndarray, source: str = "image") -> np.ndarray:
     """Z-score an image inside the brain (its non-zero voxels); the background stays 0.
 
     Mean and standard deviation are computed in float64 over the whole brain, so the result
-    does not depend on any later crop. Returns float32 (z, y, x).
+    does not depend on any later crop. Returns float64 (z, y, x): PyRadiomics then bins in
+    float64 whatever the NumPy version (see :mod:`radsurv.features.extract`).
 
     Examples
     --------
@@ -45,15 +46,19 @@ def zscore_brain(image: np.ndarray, source: str = "image") -> np.ndarray:
             f"{source}: brain intensities are constant or not finite (std={std}); "
             "check the image or use --intensity as-is"
         )
-    out = np.zeros(arr.shape, dtype=np.float32)
-    out[brain] = ((values - mean) / std).astype(np.float32)
+    out = np.zeros(arr.shape, dtype=np.float64)
+    out[brain] = (values - mean) / std
     return out
 
 
 def preprocess(image: np.ndarray, mode: str, source: str = "image") -> np.ndarray:
-    """Apply the intensity mode ``zscore-brain`` or ``as-is`` (float32 copy of stored values)."""
+    """Apply the intensity mode ``zscore-brain`` or ``as-is`` (float64 copy of stored values).
+
+    The result is float64 in both modes: exact for float32, float64 and integer storage, so the
+    same stored values give the same features whatever the file's dtype.
+    """
     if mode == "zscore-brain":
         return zscore_brain(image, source)
     if mode == "as-is":
-        return np.asarray(image, dtype=np.float32)
+        return np.array(image, dtype=np.float64)
     raise PreprocessingError(f"unknown intensity mode {mode!r}; choose from {INTENSITY_MODES}")

@@ -38,7 +38,7 @@ def _same(a: Case, b: Case) -> None:
     assert list(a.images) == list(b.images)
     for name in a.images:
         np.testing.assert_array_equal(a.images[name], b.images[name])
-        assert b.images[name].dtype == np.float32
+        assert b.images[name].dtype == a.images[name].dtype == np.float64  # as the pack stores
     np.testing.assert_array_equal(a.labels, b.labels)
 
 
