@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo test lint format clean reference
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format radsurv tests bench
 	$(BIN)/ruff check --fix radsurv tests bench
+
+# Reference features from a separate NumPy-1.26 environment (tests/reference/README.md).
+reference:
+	PYTHON=$(PYTHON) bash tests/reference/build.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
