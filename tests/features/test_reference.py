@@ -81,7 +81,8 @@ def assert_matches_reference(
 
 
 def _extract(case: Case, preset: str, intensity: str = "zscore-brain") -> dict[str, float]:
-    config = ExtractionConfig.create(preset, intensity=intensity, modalities=list(case.images))
+    params = str(REFERENCE / "all-filters.yaml") if preset == "all-filters" else preset
+    config = ExtractionConfig.create(params, intensity=intensity, modalities=list(case.images))
     return extract_case(case, config).values
 
 
@@ -197,6 +198,25 @@ def test_filters_preset_equals_numpy126_reference(
     assert any("log-sigma-3-0-mm-3D_glcm" in k for k in values)
     assert any("wavelet-HHH_ngtdm" in k for k in values)
     assert_matches_reference(values, "brats-filters", name, intensity)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "dtype", "intensity"),
+    [
+        ("synthetic-float32-lattice", "float32", "as-is"),
+        ("synthetic-int16", "int16", "zscore-brain"),
+    ],
+)
+def test_every_pyradiomics_filter_equals_numpy126_reference(
+    synthetic_files, name: str, dtype: str, intensity: str
+) -> None:
+    # Square, SquareRoot, Logarithm, Exponential, Gradient, LoG and wavelet (uncropped: these
+    # settings need the whole image)
+    values = _extract(synthetic_files[(name, dtype)], "all-filters", intensity)
+    for image_type in ("square", "squareroot", "logarithm", "exponential", "gradient"):
+        assert any(f"_{image_type}_glcm_" in k for k in values), image_type
+    assert_matches_reference(values, "all-filters", name, intensity)
 
 
 def _brats2015(shared_data: Path, name: str) -> Case:

@@ -78,12 +78,12 @@ def extract(images, labels, geometry, spacing, params, intensity) -> dict[str, f
 
     classes = params.get("featureClass") or {}
     texture_params = dict(params, featureClass={k: v for k, v in classes.items() if k != "shape"})
-    shape_params = dict(
-        params, imageType={"Original": {}}, featureClass={"shape": classes["shape"]}
-    )
     out: dict[str, float] = {}
     extractors = []
     if "shape" in classes:
+        shape_params = dict(
+            params, imageType={"Original": {}}, featureClass={"shape": classes["shape"]}
+        )
         extractors.append(("shape", RadiomicsFeatureExtractor(shape_params)))
     extractors.append(("texture", RadiomicsFeatureExtractor(texture_params)))
     for _, extractor in extractors:
@@ -144,7 +144,8 @@ def plan(shared: Path):
     rows = []
     for name, make in synthetic.CASES.items():
         intensities = ("zscore-brain", "as-is") if "float32" in name else ("zscore-brain",)
-        rows.append((name, lambda make=make: (*make()[:2], None, make()[2]), intensities, both))
+        presets = (*both, "all-filters")
+        rows.append((name, lambda make=make: (*make()[:2], None, make()[2]), intensities, presets))
     deepmedic = shared / "brats2015_deepmedic"
     for folder in sorted(deepmedic.glob("brats_*")):
         presets = both if folder.name == "brats_2013_pat0004_1" else ("brats-original",)
@@ -210,6 +211,7 @@ def main() -> int:
         p: yaml.safe_load((PRESETS / f"{p}.yaml").read_text())
         for p in ("brats-original", "brats-filters")
     }
+    presets["all-filters"] = yaml.safe_load((HERE / "all-filters.yaml").read_text())
     rows: dict[str, list] = {preset: [] for preset in presets}
     inputs = {}
     for name, load, intensities, case_presets in plan(args.shared):
