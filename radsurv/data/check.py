@@ -440,6 +440,23 @@ def _background_values(image: np.ndarray) -> np.ndarray:
     return np.median(frame, axis=1)[:, None, None]
 
 
+def _own_midranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` sorted, and the percentile rank (0..1) of each value among them (mid ranks)."""
+    order = np.argsort(values, kind="stable")
+    ref = values[order]
+    if ref.size == 0:
+        return ref, np.empty(0)
+    new_run = np.empty(ref.size, dtype=bool)
+    new_run[0] = True
+    np.not_equal(ref[1:], ref[:-1], out=new_run[1:])
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], ref.size)
+    run_rank = (starts + ends) / (2.0 * ref.size)  # the mid rank of each run of equal values
+    ranks = np.empty(ref.size)
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    return ref, ranks
+
+
 def _midranks(sorted_ref: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Percentile rank (0..1) of ``values`` within the sorted reference; ties get the mid rank."""
     lo = np.searchsorted(sorted_ref, values, side="left")
@@ -487,8 +504,7 @@ def _measure_case(case: Case) -> _CaseMeasurements | None:
     for index, name in present:
         img = case.images[name]
         values = img[sub][normal_s].astype(np.float64)
-        ref = np.sort(values)
-        ranks[index] = _midranks(ref, values)
+        ref, ranks[index] = _own_midranks(values)
         mu = float(values.mean()) if values.size else float("nan")
         sd = float(values.std()) if values.size else float("nan")
         row: dict[str, Any] = {
