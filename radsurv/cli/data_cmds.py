@@ -155,7 +155,7 @@ def check(
 ) -> None:
     """Validate every case of a dataset: a table of cases and problems; exit 1 if any is bad.
 
-    With --channels, also exit 1 when the data disagree with the channel order.
+    With --channels, also exit 1 when the channel order is wrong (not when undetermined).
     """
     import json
 
