@@ -733,6 +733,7 @@ class _Decision:
     configured_evidence: list[Signature]
     implied_evidence: list[Signature]
     reason: str
+    swaps: list[str] = field(default_factory=list)  # exchanges of two configured channels ruled out
 
 
 def _decide(configured: tuple[str, ...], channels: list[int], stats: _Measures) -> _Decision:
@@ -778,8 +779,21 @@ def _decide(configured: tuple[str, ...], channels: list[int], stats: _Measures) 
         reason = f"{len(fitting)} orders fit every signature ({orders}{more})"
     else:
         reason = "no order fits every signature"
+    swaps: list[str] = []
     if configured_outcome == "fits":
         reason += "; the configured order is one of them"
+        for i, ci in enumerate(channels):
+            for cj in channels[i + 1 :]:
+                swapped = {**config_assign, ci: config_assign[cj], cj: config_assign[ci]}
+                sigs, outcome = _evaluate(swapped, stats)
+                against = [
+                    f"{sig.name} {sig.value:+.2f}" for sig in sigs if sig.outcome == "contradicts"
+                ]
+                if outcome == "contradicted" and against:
+                    swaps.append(
+                        f"channels {ci} and {cj} ({config_assign[ci]}, {config_assign[cj]}): "
+                        + ", ".join(against)
+                    )
     elif configured_evidence:
         by_pair: dict[tuple[int, int], list[Signature]] = {}
         for sig in configured_evidence:
@@ -798,7 +812,7 @@ def _decide(configured: tuple[str, ...], channels: list[int], stats: _Measures) 
             )
             described.append(f"{_NAMES[a]} vs {_NAMES[b]} {outcome}: {detail}")
         reason += "; the configured order: " + "; ".join(described)
-    return _Decision(None, fitting, possible, configured_evidence, [], reason)
+    return _Decision(None, fitting, possible, configured_evidence, [], reason, swaps)
 
 
 def _measures_from(channel_rows: pd.DataFrame, pair_rows: pd.DataFrame) -> _Measures:
@@ -1033,11 +1047,16 @@ class ChannelStats:
                 notes.append(
                     f"modalities the signatures leave possible per channel: {described}"
                     + (
-                        " (the configured order is among them)"
+                        " (each channel's configured modality is among them)"
                         if fits_configured
                         else " (the configured order is not among them: at least one of its "
                         "signatures contradicts it)"
                     )
+                )
+            if decision.swaps:
+                notes.append(
+                    "the configured order fits every signature, and exchanging two of its "
+                    "channels is contradicted for: " + "; ".join(decision.swaps)
                 )
         else:
             evidence["implied"] = decision.implied_evidence

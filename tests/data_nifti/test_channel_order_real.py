@@ -144,7 +144,9 @@ def test_two_modalities_verify_only_what_they_can(deepmedic: list[Case]) -> None
         by_name = {s.name: s for s in report.evidence["configured"]}
         assert by_name["oedema"].outcome == "supports" and by_name["oedema"].value > 0.3
         assert by_name["et_over_ed"].outcome == "supports"
-        assert report.possible[0] != ["t1gd"] and "t1gd" not in report.possible[0]
+        assert "t1gd" not in report.possible[0] and report.possible[1] == ["t1", "t1gd"]
+        (swap_note,) = [n for n in report.notes if "exchanging two" in n]
+        assert "channels 0 and 1 (flair, t1gd): oedema -" in swap_note
         swapped = check_channel_order(
             [relabelled(c, ("flair", "t1gd"), ("t1gd", "flair")) for c in cases]
         )
