@@ -121,6 +121,7 @@ def test_the_order_the_old_check_advised_is_refused(tcga: dict[str, Case]) -> No
     assert any(s.name == "oedema" and s.modalities == ("flair", "t1") for s in contradicted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", TCGA)
 def test_two_or_three_channels_never_give_a_wrong_order(tcga: dict[str, Case], case_id: str):
     """Every subset of 2 or 3 modalities, under every naming of its channels."""
