@@ -131,13 +131,18 @@ def convert(
 def check(
     data: Path = typer.Argument(..., help="Kaggle pack root or folder of volume_*_slice_*.h5."),
     json_out: Path | None = typer.Option(
-        None, "--json", help='Write {"cases": [{"case_id", "ok", "problems"}]} to this file.'
+        None,
+        "--json",
+        help='Write {"cases": [{"case_id", "ok", "problems"}]} to this file (with --channels '
+        'also "channels": the channel-order verdict and its evidence).',
     ),
     channels: bool = typer.Option(
         False,
         "--channels",
-        help="Also report per image channel the mean intensity in ET, NCR, ED vs normal brain "
-        "and whether the data agree with --channel-order.",
+        help="Also check --channel-order against MRI signatures (oedema on FLAIR/T2, CSF bright "
+        "on T2 and dark on FLAIR, enhancement on T1Gd, T1 and T1Gd alike): consistent, wrong "
+        "(with the order to use) or undetermined; with --json the verdict and evidence go under "
+        '"channels".',
     ),
     channel_order: str = typer.Option(
         "flair,t1,t1gd,t2", "--channel-order", help="Modality of each image channel."
@@ -150,7 +155,7 @@ def check(
 ) -> None:
     """Validate every case of a dataset: a table of cases and problems; exit 1 if any is bad.
 
-    With --channels, also exit 1 when the data disagree with the channel order.
+    With --channels, also exit 1 when the channel order is wrong (not when undetermined).
     """
     import json
 
@@ -186,26 +191,41 @@ def check(
             table.add_row(case.case_id if i == 0 else "", status, Path(p.file).name, p.problem)
     console.print(table)
     console.print(report.summary())
-    if json_out is not None:
-        report.write_json(json_out)
-        console.print(f"wrote {json_out}")
     disagree = False
-    if stats is not None:
-        channel_report = stats.report()
-        ctable = Table(title="image channels: mean intensity (contrast vs normal brain, in sd)")
-        for column in ("channel", "configured", "cases", "with ET", "brain", "ET", "NCR", "ED"):
+    channel_report = stats.report() if stats is not None else None
+    if channel_report is not None:
+        ctable = Table(
+            title="image channels: median percentile within normal brain (0-1); the verdict's input"
+        )
+        for column in ("channel", "configured", "cases", "with ET", "ET", "NCR", "ED"):
             ctable.add_column(column, justify="right")
         for index, row in channel_report.table.iterrows():
             cells = [
-                f"{row[f'{r}_mean']:.2f} ({row[f'{r}_contrast']:+.2f})"
-                if row[f"{r}_mean"] == row[f"{r}_mean"]
-                else "-"
+                f"{row[f'{r}_rank']:.2f}" if row[f"{r}_rank"] == row[f"{r}_rank"] else "-"
                 for r in ("ET", "NCR", "ED")
             ]
-            brain = f"{row['brain_mean']:.2f}"
             counts = [str(row["cases"]), str(row["cases_with_ET"])]
-            ctable.add_row(str(index), row["modality"], *counts, brain, *cells)
+            ctable.add_row(str(index), row["modality"], *counts, *cells)
         console.print(ctable)
+        which = "implied" if channel_report.evidence.get("implied") else "configured"
+        order = channel_report.implied if which == "implied" else channel_report.configured
+        stable = Table(title=f"signatures of the {which} order {','.join(order or ())}")
+        for column in ("signature", "channels", "modalities", "value", "threshold", "outcome"):
+            stable.add_column(
+                column, justify="right" if column in ("value", "threshold") else "left"
+            )
+        for sig in channel_report.evidence.get(which, []):
+            value = f"{sig.value:+.3f}" if sig.value == sig.value else "-"
+            stable.add_row(
+                sig.name,
+                f"{sig.channels[0]} vs {sig.channels[1]}",
+                f"{sig.modalities[0]} vs {sig.modalities[1]}",
+                value,
+                f"{sig.threshold:g}",
+                sig.outcome,
+            )
+        if channel_report.evidence.get(which):
+            console.print(stable)
         colour = {True: "green", False: "red", None: "yellow"}[channel_report.agrees]
         console.print(f"[{colour}]{channel_report.verdict}[/{colour}]", highlight=False)
         for note in channel_report.notes:
@@ -214,5 +234,12 @@ def check(
             channels_json.write_text(json.dumps(channel_report.to_dict(), indent=2) + "\n")
             console.print(f"wrote {channels_json}")
         disagree = channel_report.agrees is False
+    if json_out is not None:
+        document = report.to_dict()
+        if channel_report is not None:
+            document["channels"] = channel_report.to_dict()
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(document, indent=2) + "\n")
+        console.print(f"wrote {json_out}")
     if not report.ok or disagree:
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ from radsurv.data.check import (
     check_dataset,
 )
 from radsurv.data.hdf5 import read_volume, scan_pack, slice_filename, write_kaggle_volume
+from radsurv.data.synthetic import make_phantom_case
 
 runner = CliRunner()
 
@@ -104,6 +105,13 @@ def test_channels_agree_on_the_right_order(cohort: Path, tmp_path: Path) -> None
         channels[m]["ET_contrast"] for m in ("flair", "t1", "t2")
     )
     assert channels["t1gd"]["cases_with_ET"] == 2  # the LGG case has no ET
+    assert data["status"] == "consistent" and data["evidence"]["configured"]
+    # --json carries the same channel report beside the cases
+    both = tmp_path / "check.json"
+    result = runner.invoke(app, [*args, "--json", str(both)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(both.read_text())
+    assert list(document) == ["cases", "channels"] and document["channels"] == data
 
 
 @pytest.mark.parametrize("order", ["t1gd,t1,flair,t2", "flair,t1gd,t1,t2", "t1,flair,t1gd,t2"])
@@ -126,13 +134,37 @@ def test_check_channel_order_from_a_notebook(cohort: Path, lgg_phantom: Case) ->
     assert "agree" in html and "<table" in html
     # only LGG cases: no ET anywhere, so no verdict rather than a wrong one
     lgg_only = check_channel_order([lgg_phantom])
-    assert lgg_only.agrees is None and "no case has ET voxels" in lgg_only.verdict
+    assert lgg_only.agrees is None and "T1Gd vs T1 inconclusive" in lgg_only.verdict
+    assert any("no case has ET" in note for note in lgg_only.notes)
     permuted = Case(
         "p",
         {n: lgg_phantom.images[m] for n, m in zip(("t2", "t1"), ("flair", "t1"), strict=True)},
         lgg_phantom.labels,
     )
     assert check_channel_order([permuted]).agrees is None  # two channels cannot decide
+
+
+def test_phantom_cohort_every_permutation_comes_back(phantom: Case, lgg_phantom: Case) -> None:
+    """The synthetic phantoms follow MRI contrasts (CSF, grey/white matter, enhancement)."""
+    import itertools
+
+    from radsurv.data.labels import MODALITIES
+
+    cohort = [phantom, lgg_phantom, make_phantom_case(3, shape=phantom.shape)]
+    for truth in itertools.permutations(MODALITIES):
+        cases = [
+            Case(
+                c.case_id,
+                {n: c.images[t] for n, t in zip(MODALITIES, truth, strict=True)},
+                c.labels,
+            )
+            for c in cohort
+        ]
+        report = check_channel_order(cases)
+        assert report.implied == truth, (truth, report.verdict)
+        assert report.status == ("consistent" if truth == MODALITIES else "wrong")
+    evidence = report.to_dict()["evidence"]["implied"]
+    assert {s["name"] for s in evidence if s["outcome"] == "supports"} >= {"oedema", "csf", "et"}
 
 
 def test_unknown_format_is_refused(cohort: Path) -> None:
