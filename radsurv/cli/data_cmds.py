@@ -163,7 +163,8 @@ def check(
     from rich.progress import Progress
     from rich.table import Table
 
-    from radsurv.data.check import ChannelStats, check_dataset
+    from radsurv.data.channel_order import ChannelStats
+    from radsurv.data.check import check_dataset
 
     console = Console()
     stats = ChannelStats(channel_order) if channels else None

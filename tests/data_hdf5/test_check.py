@@ -13,11 +13,8 @@ from typer.testing import CliRunner
 import radsurv.cli  # noqa: F401  (registers the commands)
 from radsurv.cli.app import app
 from radsurv.data.case import Case
-from radsurv.data.check import (
-    ChannelReport,
-    check_channel_order,
-    check_dataset,
-)
+from radsurv.data.channel_order import ChannelReport, check_channel_order
+from radsurv.data.check import check_dataset
 from radsurv.data.hdf5 import read_volume, scan_pack, slice_filename, write_kaggle_volume
 from radsurv.data.synthetic import make_phantom_case
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import radsurv.cli  # noqa: F401  (registers the commands)
 from radsurv.cli.app import app
 from radsurv.data.case import Case
-from radsurv.data.check import SIGNATURE_THRESHOLDS, ChannelReport, check_channel_order
+from radsurv.data.channel_order import SIGNATURE_THRESHOLDS, ChannelReport, check_channel_order
 from radsurv.data.nifti import read_nifti_case
 
 MODALITIES = ("flair", "t1", "t1gd", "t2")
