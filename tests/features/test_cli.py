@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -100,20 +98,30 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_table(
     small = {"regions": ["ET", "WT"], "modalities": ["flair", "t1gd"]}
     extract_features(manifest, params=str(fast_params), jobs=1, output=ref, **small)
     out = tmp_path / "run.csv"
-    cmd = [sys.executable, "-c", "from radsurv.cli import main; main()"]
-    cmd += _args(manifest, out, fast_params, "--regions", "ET,WT", "--modalities", "flair,t1gd")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = _args(manifest, out, fast_params, "--regions", "ET,WT", "--modalities", "flair,t1gd")
+    cmd = [sys.executable, "-c", "from radsurv.cli import main; main()", *args]
+    # The first run kills itself with SIGKILL right after its 2nd case is saved: a deterministic
+    # "kill -9 mid-run" (no race of the test against the subprocess, whatever the machine load).
+    killer = (
+        "import os, signal, sys\n"
+        "from radsurv.features.store import PartStore\n"
+        "save, saved = PartStore.save, []\n"
+        "def save_then_die(self, record):\n"
+        "    path = save(self, record)\n"
+        "    saved.append(path)\n"
+        "    if len(saved) == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return path\n"
+        "PartStore.save = save_then_die\n"
+        "sys.argv = ['radsurv', *sys.argv[1:]]\n"
+        "from radsurv.cli import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", killer, *args], capture_output=True)
     parts = out.with_name(out.name + ".parts")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if parts.is_dir() and len(list(parts.glob("*.json"))) >= 2:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
     done = sorted(parts.glob("*.json"))
-    assert proc.returncode == -signal.SIGKILL
-    assert 2 <= len(done) < 6, "the run must be killed mid-way"
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert len(done) == 2, "the run must be killed mid-way"
     assert not out.exists()
     for part in done:  # atomic writes: every part is whole
         json.loads(part.read_text())
