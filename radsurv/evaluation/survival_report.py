@@ -23,6 +23,7 @@ import pandas as pd
 from radsurv.clinical import join_tables, survival_target
 from radsurv.errors import ConfigError, ModelError
 from radsurv.evaluation.report import (
+    comparison_context,
     dataframe_rows,
     figure_to_data_uri,
     format_number,
@@ -565,8 +566,14 @@ def _tuning_context(analysis: SurvivalAnalysis) -> dict[str, Any]:
     }
 
 
-def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, Path]:
-    """Write report.html, metrics.json, predictions.csv, folds.csv and models/*.skops."""
+def write_survival_outputs(
+    analysis: SurvivalAnalysis, out: Path, *, extra: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write report.html, metrics.json, predictions.csv, folds.csv and models/*.skops.
+
+    ``extra`` holds keys merged into metrics.json (the study engine's shared keys); its
+    ``comparisons`` (paired differences to the age baseline) are shown in the report too.
+    """
     from radsurv.models.survival import save_model
 
     out = Path(out)
@@ -580,6 +587,7 @@ def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, P
     doc = metrics_document(analysis)
     km_uri, pvalues = _fig_km(analysis, preds)
     doc["logrank_p_repeat0"] = pvalues
+    doc.update(extra or {})
     paths["metrics"] = write_metrics_json(doc, out / "metrics.json")
     top_uri, top_rows = _top_features(analysis)
     cohort = pd.DataFrame(
@@ -616,6 +624,7 @@ def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, P
         "top_features": top_rows,
         "tuning": _tuning_context(analysis),
         "settings": analysis.settings,
+        **comparison_context((extra or {}).get("comparisons")),
     }
     paths["report"] = render_report("survival.html.j2", context, out / "report.html")
     return paths
