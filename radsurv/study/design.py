@@ -6,9 +6,10 @@ One encoder for every endpoint (:class:`CovariateEncoder`):
   fold by the model pipeline's median imputer) and a ``{name}_missing`` 0/1 indicator is added
   when the cohort has any;
 - categorical covariates become one-hot columns ``{name}_{level}`` for every level except a
-  reference level (the first level in sorted order, or ``name:categorical:REF``; the BraTS
-  resection keeps STR as reference, so its column is ``resection_GTR`` as before); a missing
-  value scores 0 on every level column and 1 on ``{name}_missing``.
+  reference level (the first level in sorted order, numbers numerically, or
+  ``name:categorical:REF``; the BraTS resection keeps STR as reference, so its column is
+  ``resection_GTR`` as before); a missing value scores 0 on every level column and 1 on
+  ``{name}_missing``.
 
 Types are inferred (a column is numeric when at least 90 % of its known values are numbers and
 it has more than two distinct values, or it is 0/1), and ``name:numeric`` /
@@ -189,6 +190,14 @@ class EncodedCovariate:
         )
 
 
+def _sorted_levels(levels: set[str]) -> list[str]:
+    """Numbers in numeric order (``70 < 100``), text alphabetically."""
+    try:
+        return sorted(levels, key=float)
+    except ValueError:
+        return sorted(levels)
+
+
 def _find(table: pd.DataFrame, name: str) -> str | None:
     lower = {str(c).lower(): c for c in table.columns}
     return lower.get(name.lower())
@@ -239,7 +248,7 @@ class CovariateEncoder:
                     )
                 cov.columns = [spec.name]
             else:
-                levels = sorted({_level_text(v) for v in values[~missing]})
+                levels = _sorted_levels({_level_text(v) for v in values[~missing]})
                 if not levels:
                     raise ClinicalTableError(f"{source}: covariate {spec.name!r} has no values")
                 ref = spec.reference or DEFAULT_REFERENCE.get(spec.name.lower())
