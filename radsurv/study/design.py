@@ -133,9 +133,13 @@ def infer_kind(values: pd.Series) -> str:
 
 
 def _level_text(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v).strip()
+    """A level as text; whole numbers without decimals (``60.0`` and ``60`` are one level)."""
+    text = str(v).strip()
+    try:
+        f = float(text)
+    except ValueError:
+        return text
+    return str(int(f)) if f.is_integer() else text
 
 
 @dataclass
