@@ -382,6 +382,12 @@ class SurvivalStudy:
     def run(self) -> StudyResult:
         """Build the design, cross-validate, compare with the baselines, refit on all cases."""
         from radsurv.clinical import survival_target
+
+        design = self.build_design()
+        return self.analyse(design, survival_target(design.clinical))
+
+    def analyse(self, design: Design, y: Any, cohort: dict[str, Any] | None = None) -> StudyResult:
+        """Cross-validate, compare and refit on a built design (``run`` after its design step)."""
         from radsurv.evaluation.survival_metrics import SurvivalCVResult, summarise_folds
         from radsurv.evaluation.survival_report import (
             PREDICTED_DAYS_NOTE,
@@ -398,8 +404,7 @@ class SurvivalStudy:
             survival_specs,
         )
 
-        design = self.build_design()
-        y = survival_target(design.clinical)
+        self._settings_hash = getattr(self, "_settings_hash", None)
         notes = design.notes
         specs = survival_specs(design, self.models, notes)
         endpoint = SurvivalEndpoint(
@@ -483,8 +488,9 @@ class SurvivalStudy:
             design.covariate_columns,
             design.feature_columns,
             notes,
-            survival_cohort(design, y),
+            cohort if cohort is not None else survival_cohort(design, y),
         )
+        data.design = design
         analysis = SurvivalAnalysis(
             data,
             cvres,

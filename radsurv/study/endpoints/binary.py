@@ -133,7 +133,8 @@ class BinaryEndpoint(Endpoint):
 def binary_specs(design: Any, models: Any) -> list[ModelSpec]:
     """Requested classifiers (covariates + features) then the clinical/prevalence baseline."""
     covs = tuple(design.covariate_columns)
-    cols = covs + tuple(design.feature_columns)
+    wanted = set(covs) | set(design.feature_columns)
+    cols = tuple(c for c in design.X.columns if c in wanted)  # the design's column order
     baseline = "clinical" if covs else "prevalence"
     return [ModelSpec(m, "model", cols) for m in models] + [ModelSpec(baseline, "baseline", covs)]
 
