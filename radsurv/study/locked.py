@@ -245,13 +245,12 @@ def _read_inputs(
                     f"covariate {cov['name']!r} is not a column of the clinical table "
                     f"({list(table.columns)})"
                 )
-        if not problems:
-            for name, levels in enc.unseen_levels(table).items():
-                cov = next(c for c in enc.covariates if c.name == name)
-                problems.append(
-                    f"covariate {name!r}: level(s) {levels} never seen in training "
-                    f"(training levels {cov.levels})"
-                )
+        for name, levels in enc.unseen_levels(table).items():
+            cov = next(c for c in enc.covariates if c.name == name)
+            problems.append(
+                f"covariate {name!r}: level(s) {levels} never seen in training "
+                f"(training levels {cov.levels})"
+            )
         ids = list(table.index.astype(str))
         no_feats = [i for i in ids if i not in set(feats.index.astype(str))]
         if no_feats:

@@ -204,8 +204,6 @@ class StudyResult:
             doc = dict(self.report.metrics)
             doc["cohort"] = dict(self.cohort_info)
         doc.update(self.shared_keys())
-        if self.endpoint == "survival":
-            doc["settings"] = {**doc.get("settings", {})}
         return doc
 
     # ---------------------------------------------------------------- files

@@ -151,3 +151,21 @@ def test_generic_table_without_resection(tmp_path, cohort):
     result = SurvivalStudy(path, covariates="age", models=["cox"], cv="3x1").run()
     assert result.baselines == ["age"]
     assert any("no resection" in n for n in result.design.notes)
+
+
+def test_feature_filter_runs_once_before_the_design(cohort):
+    """The hook for e.g. a robustness filter: applied to the feature table before any fold."""
+    feats, clinical, _ = cohort
+    seen = []
+
+    def keep_first_three(table: pd.DataFrame) -> pd.DataFrame:
+        seen.append(table.shape)
+        return table.iloc[:, :3]
+
+    study = SurvivalStudy(
+        read_clinical_frame(clinical), feats, covariates="age", feature_filter=keep_first_three
+    )
+    design = study.build_design()
+    assert seen == [feats.shape]
+    assert design.feature_columns == list(feats.columns[:3])
+    assert any("feature filter kept 3 of 12" in n for n in design.notes)

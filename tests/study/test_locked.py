@@ -137,7 +137,8 @@ def test_refusals_name_each_problem(cohort, tmp_path):
     text = result.output
     assert "t1gd_ET_original_firstorder_F3" in text
     assert "bbbb2222" in text and "aaaa1111" in text
-    # level problems are reported once the columns are there: fix the columns, keep the level
+    assert "'idh'" in text and "codeleted" in text  # all three named at once
+    # with the right features, the unseen level alone still refuses
     feats.loc[held.case_id].to_csv(tmp_path / "ok.csv")
     (tmp_path / "ok.provenance.json").write_text(json.dumps({"settings_hash": "aaaa1111"}))
     result = _invoke(
