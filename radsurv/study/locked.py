@@ -630,7 +630,13 @@ def evaluate_locked(
     name = lm.name(model_name)
     X, table, warnings = _read_inputs(lm, features, clinical, need=())
     ref = lm.doc.get("reference_baseline")
-    names = [name] + ([ref] if ref and ref in lm.doc["models"] and ref != name else [])
+    names = [name]
+    if ref and ref in lm.doc["models"] and ref != name:
+        missing = [c for c in lm.doc["models"][ref]["input_columns"] if c not in X.columns]
+        if missing:
+            warnings.append(f"baseline {ref} not evaluated: the tables lack {missing}")
+        else:
+            names.append(ref)
     if lm.endpoint == "survival":
         from radsurv.clinical import survival_target
 
