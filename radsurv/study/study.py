@@ -50,8 +50,8 @@ PathLike = str | Path
 
 #: The spreads every summary reports (the same words in the terminal, the report, the JSON).
 SPREAD_NOTE = {
-    "survival": "sd = SD of the per-repeat means; sd_folds = SD over test folds; "
-    "ci95 = bootstrap 95% CI of the mean over folds",
+    "survival": "sd = SD of the per-repeat means (SD over folds with a single repeat); "
+    "sd_folds = SD over test folds; ci95 = bootstrap 95% CI of the mean over folds",
     "binary": "sd = SD over repeats of the pooled out-of-fold metric; "
     "ci95 = case-level bootstrap 95% CI",
 }
