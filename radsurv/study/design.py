@@ -351,11 +351,15 @@ _TIME_NAMES = ("survival_days", "time", "os_days", "os", "survival", "days", "os
 _EVENT_NAMES = ("event", "status", "death", "dead", "os_event", "vital_status", "censor_death")
 
 
-def _is_brats_form(columns: Sequence[str]) -> bool:
-    from radsurv.clinical import RESECTION_COLUMNS
+#: Column names that mark a BraTS survival table (parsed as :func:`read_survival_table` does).
+BRATS_RESECTION_COLUMNS: tuple[str, ...] = ("extent_of_resection", "resectionstatus")
+#: Id column names of BraTS tables (a prediction table with one gets ``submission.csv``).
+BRATS_ID_COLUMNS: tuple[str, ...] = ("brats20id", "bratsid", "brats_2020_subject_id")
 
+
+def _is_brats_form(columns: Sequence[str]) -> bool:
     low = {str(c).strip().lower() for c in columns}
-    return "age" in low and any(c in low for c in RESECTION_COLUMNS)
+    return "age" in low and any(c in low for c in BRATS_RESECTION_COLUMNS)
 
 
 def read_clinical(
@@ -368,7 +372,7 @@ def read_clinical(
     """Read any clinical CSV: an id column, optionally time and event, any other columns.
 
     A BraTS form (``Brats20ID,Age,Survival_days,Extent_of_Resection`` or the validation form
-    ``BraTS20ID,Age,ResectionStatus``) is read exactly as
+    ``BraTS20ID,Age,ResectionStatus``: an ``Age`` and a BraTS resection column) is read exactly as
     :func:`radsurv.clinical.read_survival_table` reads it (``ALIVE (N days later)``, ``NA``
     resection), plus any other columns it has. Other tables: the id column is the first of
     :data:`radsurv.clinical.ID_COLUMNS` present (or the first column), time and event columns
@@ -427,6 +431,13 @@ def read_clinical(
             table["time"] = time
             if e_col is not None:
                 event = _parse_event(raw[e_col], e_col, path)
+            else:
+                log.warning(
+                    "%s: no event column (event/status/death/...): every time in %s counts as "
+                    "a death unless written 'ALIVE (N days later)'; pass --event-column",
+                    path,
+                    t_col,
+                )
             ev = pd.array(event, dtype="boolean")
             table["event"] = ev.astype(bool) if not ev.isna().any() else ev
         for c in raw.columns:
@@ -439,7 +450,9 @@ def read_clinical(
                 table[c] = num.astype(float)
             else:
                 table[c] = pd.array(col.to_numpy(), dtype="string")
-    table.attrs.update(brats_form=brats, id_column=id_col, source=str(path))
+    table.attrs.update(
+        brats_form=brats or id_col.lower() in BRATS_ID_COLUMNS, id_column=id_col, source=str(path)
+    )
     return table
 
 

@@ -169,3 +169,37 @@ def test_feature_filter_runs_once_before_the_design(cohort):
     assert seen == [feats.shape]
     assert design.feature_columns == list(feats.columns[:3])
     assert any("feature filter kept 3 of 12" in n for n in design.notes)
+
+
+def test_generic_table_names_and_codes(tmp_path, cohort):
+    """TCGA-like spellings: os_days, vital_status Dead/Alive, resection codes beyond GTR/STR."""
+    _, clinical, _ = cohort
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame(
+        {
+            "submitter_id": clinical.case_id,
+            "Age": clinical.age,
+            "os_days": clinical.time.astype(int),
+            "vital_status": np.where(clinical.event == 1, "Dead", "Alive"),
+            "resection": rng.choice(["GTR", "STR", "biopsy", "NA"], len(clinical)),
+        }
+    )
+    path = tmp_path / "tcga.csv"
+    table.to_csv(path, index=False)
+    read = read_clinical(path, id_column="submitter_id")
+    assert read["event"].sum() == clinical.event.sum() and read["time"].iloc[0] > 0
+    result = SurvivalStudy(
+        path, covariates="age,resection", id_column="submitter_id", cv="3x1"
+    ).run()
+    enc = {c.name: c for c in result.design.encoder.covariates}
+    assert enc["resection"].levels == ["GTR", "STR", "biopsy"]
+    assert enc["resection"].reference == "STR"
+    assert result.design.covariate_columns == [
+        "age",
+        "resection_GTR",
+        "resection_biopsy",
+        "resection_missing",
+    ]
+    assert result.cohort_info["n"] == len(clinical) and math.isfinite(
+        result.cohort_info["age_mean"]
+    )

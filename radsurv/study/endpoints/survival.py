@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from radsurv.errors import ConfigError, ModelError
 from radsurv.study.engine import Endpoint, ModelSpec, Task
@@ -153,9 +154,12 @@ def survival_specs(design: Any, models: Any, notes: list[str]) -> list[ModelSpec
 def survival_cohort(design: Any, y: Any) -> dict[str, Any]:
     """Counts of a survival design (the report's cohort table)."""
     from radsurv.clinical import event_and_time
+    from radsurv.study.design import _find
 
     ev, t = event_and_time(y)
     clin = design.clinical
+    age_col = _find(clin, "age")
+    age = pd.to_numeric(clin[age_col], errors="coerce") if age_col else None
     cohort = dict(design.cohort)
     cohort.pop("join", None)
     cohort.update(
@@ -163,8 +167,8 @@ def survival_cohort(design: Any, y: Any) -> dict[str, Any]:
         events=int(ev.sum()),
         censored=int((~ev).sum()),
         median_time_days=float(np.median(t)) if len(t) else math.nan,
-        age_mean=float(clin["age"].mean()) if "age" in clin.columns else math.nan,
-        age_sd=float(clin["age"].std()) if "age" in clin.columns else math.nan,
+        age_mean=float(age.mean()) if age is not None else math.nan,
+        age_sd=float(age.std()) if age is not None else math.nan,
     )
     if "resection" in clin.columns:
         counts = clin["resection"].astype("string").fillna("unknown").value_counts()
