@@ -178,8 +178,10 @@ def classify_evaluate(
     name: str | None = typer.Option(None, "--name", help="Which model (default: the first)."),
     n_boot: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for the CIs."),
 ) -> None:
-    """Score a locked classifier on a labelled external cohort (metrics with CIs, calibration,
-    the training-fitted baseline)."""
+    """Score a locked classifier on a labelled external cohort (metrics with CIs, calibration).
+
+    Metrics use the threshold chosen in training; the baseline is the training-fitted one.
+    """
     from radsurv.study.locked import evaluate_locked
 
     res = evaluate_locked(

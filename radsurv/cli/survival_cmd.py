@@ -181,8 +181,11 @@ def survival_predict(
     times: str = typer.Option("180,365,730", "--times", help="Days for survival probabilities."),
     name: str | None = typer.Option(None, "--name", help="Which model (default: the first)."),
 ) -> None:
-    """predictions.csv (risk, S(t), predicted days, BraTS class) and, for a BraTS-form
-    clinical table, submission.csv (BraTS20ID,Survival_days)."""
+    """predictions.csv (risk, S(t), predicted days, BraTS class); submission.csv for BraTS tables.
+
+    A BraTS-form clinical table (e.g. BraTS20ID,Age,ResectionStatus) also gives submission.csv
+    (BraTS20ID,Survival_days), one row per case of the table in its order.
+    """
     from radsurv.study.locked import predict_locked
 
     days = [float(t) for t in times.split(",") if t.strip()]
@@ -199,8 +202,11 @@ def survival_evaluate(
     name: str | None = typer.Option(None, "--name", help="Which model (default: the first)."),
     n_boot: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for the CIs."),
 ) -> None:
-    """Score a locked model on a labelled external cohort: metrics with CIs, calibration, KM by
-    training-defined risk groups, and the training-fitted age baseline."""
+    """Score a locked model on a labelled external cohort (metrics with CIs, calibration, KM).
+
+    Kaplan-Meier curves use the risk groups defined on the training cohort; the age baseline is
+    the one fitted on the training cohort.
+    """
     from radsurv.study.locked import evaluate_locked
 
     res = evaluate_locked(model_dir, features, clinical, out=out, model_name=name, n_boot=n_boot)
