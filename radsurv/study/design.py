@@ -223,13 +223,13 @@ class CovariateEncoder:
         """Output columns in order."""
         return [c for cov in self.covariates for c in cov.columns]
 
-    def fit(self, table: pd.DataFrame, source: str = "clinical table") -> CovariateEncoder:
+    def fit(self, table: pd.DataFrame, source: str = "the clinical table") -> CovariateEncoder:
         self.covariates = []
         for spec in self.specs:
             col = _find(table, spec.name)
             if col is None:
                 raise ConfigError(
-                    f"covariate {spec.name!r} is not a column of the {source}; choose from "
+                    f"covariate {spec.name!r} is not a column of {source}; choose from "
                     f"{[c for c in table.columns if c not in ('time', 'event')]}"
                 )
             values = table[col]
@@ -284,14 +284,14 @@ class CovariateEncoder:
                 out[cov.name] = new
         return out
 
-    def transform(self, table: pd.DataFrame, source: str = "clinical table") -> pd.DataFrame:
+    def transform(self, table: pd.DataFrame, source: str = "the clinical table") -> pd.DataFrame:
         """Encode ``table`` (indexed by case id); unseen levels score 0 on every level column."""
         out = pd.DataFrame(index=table.index)
         for cov in self.covariates:
             col = _find(table, cov.name) or _find(table, cov.source)
             if col is None:
                 raise ConfigError(
-                    f"covariate {cov.name!r} is not a column of the {source}; it has "
+                    f"covariate {cov.name!r} is not a column of {source}; it has "
                     f"{list(table.columns)}"
                 )
             values = table[col]
@@ -516,6 +516,7 @@ def build_design(
     feature_filter: FeatureFilter | None = None,
     keep: pd.Series | None = None,
     clinical_name: str = "clinical",
+    source_name: str | None = None,
     features_name: str = "features",
     how: str = "inner",
 ) -> Design:
@@ -538,6 +539,10 @@ def build_design(
         for a robustness filter); must return a subset of the columns.
     keep
         Boolean mask over ``clinical`` rows (e.g. ``--gtr-only``); rows outside are left out.
+    clinical_name, features_name
+        Names of both sides in join notes.
+    source_name
+        Where the covariates come from (a file name), for error messages.
     how
         ``inner`` (cases in both) or ``left`` (every clinical row; features NaN, imputed).
     """
@@ -583,18 +588,19 @@ def build_design(
         fx.columns = [str(c) for c in fx.columns]
     else:
         fx = pd.DataFrame(index=clin.index)
-    encoder = CovariateEncoder(covariates).fit(clin, clinical_name)
-    cov = encoder.transform(clin, clinical_name)
+    source = f"the clinical table {source_name}" if source_name else "the clinical table"
+    encoder = CovariateEncoder(covariates).fit(clin, source)
+    cov = encoder.transform(clin, source)
     extra_specs = [
         s
         for s in baseline_covariates
         if s.name.lower() not in {c.name.lower() for c in covariates}
         and _find(clin, s.name) is not None
     ]
-    base_enc = CovariateEncoder(extra_specs).fit(clin, clinical_name) if extra_specs else None
+    base_enc = CovariateEncoder(extra_specs).fit(clin, source) if extra_specs else None
     X = cov
     if base_enc is not None:
-        X = X.join(base_enc.transform(clin, clinical_name))
+        X = X.join(base_enc.transform(clin, source))
     X = X.join(fx[[c for c in feat_cols if c not in X.columns]])
     for c in encoder.covariates:
         if c.kind == CATEGORICAL and len(c.levels) < 2:

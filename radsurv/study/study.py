@@ -373,6 +373,7 @@ class SurvivalStudy:
             keep=keep,
             clinical_name="clinical",
             features_name=fname or "features",
+            source_name=name,
         )
         design.notes[:0] = notes
         return design
@@ -701,6 +702,9 @@ class BinaryStudy:
             feature_filter=self.feature_filter,
             clinical_name="labels",
             features_name=fname,
+            source_name=Path(str(self.clinical or self.manifest or self.features)).name
+            if not isinstance(self.clinical, pd.DataFrame)
+            else "DataFrame",
         )
         design.cohort.update(cohort)
         return design, parsed, cohort, warnings
