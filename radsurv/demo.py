@@ -1,7 +1,7 @@
 """`radsurv demo`: the whole pipeline on the embedded synthetic cohort, one stage after another.
 
-Every stage runs the same ``radsurv`` command a user would type (in this process), so the demo
-shows, and exercises, the real command line:
+Every stage makes the one library call the matching ``radsurv`` command makes (the commands
+are thin callers of the same functions), so the demo exercises what a user types:
 
 synth -> manifest -> segment train (on a training split) -> segment predict (all cases) ->
 segment evaluate (held-out cases) -> extract-features (predicted masks, and ground truth) ->
@@ -79,19 +79,6 @@ class DemoSummary:
         return sum(s.seconds for s in self.stages)
 
 
-def _radsurv(args: list[str]) -> None:
-    """Run one ``radsurv`` command in this process; a non-zero exit is a RadsurvError."""
-    from radsurv.cli import app
-
-    logger.info("radsurv %s", " ".join(args))
-    try:
-        code = app(args=["-q", *args], standalone_mode=False)
-    except SystemExit as exc:  # typer.Exit in some code paths
-        code = exc.code
-    if code not in (None, 0):
-        raise RadsurvError(f"`radsurv {' '.join(args)}` exited with code {code}")
-
-
 def _split_manifest(manifest: Path, out_dir: Path, fraction: float, seed: int) -> tuple[Path, Path]:
     """Write train / held-out manifests (same folder, so relative paths stay valid)."""
     import pandas as pd
@@ -119,63 +106,88 @@ def _stage_plan(s: DemoSettings) -> list[tuple[str, Callable[[], dict[str, str]]
     manifest = out / "data_manifest.csv"
     seg = out / "segmentation"
     feats = out / "features"
-    jobs = [] if s.jobs is None else ["--jobs", str(s.jobs)]
 
     def synth() -> dict[str, str]:
-        z, y, x = s.shape
-        _radsurv(["synth", str(cohort), "--cases", str(s.cases), "--seed", str(s.seed),
-                  "--shape", str(z), str(y), str(x)])  # fmt: skip
+        from radsurv.data.synthetic import synthesize_cohort
+
+        synthesize_cohort(cohort, n_cases=s.cases, seed=s.seed, shape=s.shape)
         return {"cohort": "cohort/", "truth": "cohort/truth.json"}
 
     def manifest_stage() -> dict[str, str]:
-        _radsurv(["manifest", str(cohort), "-o", str(manifest)])
+        from radsurv.data.manifest import build_manifest, write_manifest
+
+        df = build_manifest(cohort, relative_to=manifest.resolve().parent)
+        write_manifest(df, manifest)
+        bad = df[df["problem"] != ""]
+        if len(bad):
+            raise RadsurvError(f"manifest: {len(bad)} case(s) with problems, e.g. "
+                               f"{bad['case_id'].iloc[0]}: {bad['problem'].iloc[0]}")  # fmt: skip
         return {"manifest": manifest.name}
 
     def train() -> dict[str, str]:
+        from radsurv.segmentation import train_segmentation
+
         seg.mkdir(parents=True, exist_ok=True)
         train_m, _ = _split_manifest(manifest, out, HELD_OUT_FRACTION, s.seed)
-        _radsurv(["segment", "train", "--manifest", str(train_m), "--out", str(seg / "model.pt"),
-                  "--time-limit", str(s.train_minutes), "--epochs", "200", "--device", s.device,
-                  "--seed", str(s.seed), "--no-progress"])  # fmt: skip
+        train_segmentation(train_m, seg / "model.pt", time_limit=s.train_minutes, epochs=200,
+                           device=s.device, seed=s.seed, progress=False)  # fmt: skip
         return {"model": "segmentation/model.pt", "training split": train_m.name}
 
     def predict() -> dict[str, str]:
-        _radsurv(["segment", "predict", "--model", str(seg / "model.pt"), "--manifest",
-                  str(manifest), "--out", str(seg / "masks"), "--device", s.device])  # fmt: skip
+        from radsurv.segmentation import predict_masks
+
+        records = predict_masks(seg / "model.pt", manifest, seg / "masks", device=s.device)
+        failed = [r for r in records if r["status"] == "failed"]
+        if failed:
+            raise RadsurvError(f"segment predict: {len(failed)} case(s) failed, e.g. "
+                               f"{failed[0]['case_id']}: {failed[0]['error']}")  # fmt: skip
         return {"predicted masks": "segmentation/masks/"}
 
     def evaluate() -> dict[str, str]:
+        from radsurv.segmentation import evaluate_masks
+
         held = out / "manifest_heldout.csv"
-        _radsurv(["segment", "evaluate", "--pred", str(seg / "masks"), "--manifest", str(held),
-                  "--json", str(seg / "evaluation.json"), "--csv",
-                  str(seg / "evaluation.csv")])  # fmt: skip
+        result = evaluate_masks(seg / "masks", held, json_path=seg / "evaluation.json",
+                                csv_path=seg / "evaluation.csv")  # fmt: skip
+        if result.failed:
+            raise RadsurvError(f"segment evaluate: cases failed: {result.failed}")
         return {"Dice/HD95 (held-out)": "segmentation/evaluation.json",
                 "per case": "segmentation/evaluation.csv"}  # fmt: skip
 
+    def _features(name: str, masks: Any) -> None:
+        from radsurv.features.runner import extract_features
+
+        result = extract_features(manifest, masks=masks, jobs=s.jobs, output=feats / name,
+                                  progress=False)  # fmt: skip
+        if result.failed:
+            raise RadsurvError(f"extract-features: failed cases {', '.join(result.failed)}")
+
     def features_predicted() -> dict[str, str]:
-        _radsurv(["extract-features", "--manifest", str(manifest), "--masks", str(seg / "masks"),
-                  "--no-progress", "-o", str(feats / "predicted.csv"), *jobs])  # fmt: skip
+        _features("predicted.csv", seg / "masks")
         return {"features (predicted masks)": "features/predicted.csv",
                 "status": "features/predicted.status.csv"}  # fmt: skip
 
     def features_truth() -> dict[str, str]:
-        _radsurv(["extract-features", "--manifest", str(manifest), "--no-progress", "-o",
-                  str(feats / "ground_truth.csv"), *jobs])  # fmt: skip
+        _features("ground_truth.csv", "ground-truth")
         return {"features (expert masks)": "features/ground_truth.csv"}
 
     def survival() -> dict[str, str]:
-        _radsurv(["survival", "--features", str(feats / "predicted.csv"), "--manifest",
-                  str(manifest), "--covariates", "age,resection", "--model", "cox",
-                  "--model", "xgb-cox", "--cv", s.cv, "--seed", str(s.seed),
-                  "--out", str(out / "survival")])  # fmt: skip
+        from radsurv.study import SurvivalStudy
+
+        study = SurvivalStudy(manifest=manifest, features=feats / "predicted.csv",
+                              covariates="age,resection", models=["cox", "xgb-cox"], cv=s.cv,
+                              seed=s.seed)  # fmt: skip
+        study.run().save(out / "survival")
         return {"report": "survival/report.html", "metrics": "survival/metrics.json",
                 "predictions": "survival/predictions.csv"}  # fmt: skip
 
     def classify() -> dict[str, str]:
-        _radsurv(["classify", "--features", str(feats / "predicted.csv"), "--manifest",
-                  str(manifest), "--positive", "pseudoprogression", "--model", "logreg",
-                  "--model", "xgb", "--cv", s.cv, "--seed", str(s.seed), "--permutations",
-                  str(s.permutations), "--out", str(out / "pseudoprogression")])  # fmt: skip
+        from radsurv.study import BinaryStudy
+
+        study = BinaryStudy(feats / "predicted.csv", manifest=manifest,
+                            positive="pseudoprogression", models=["logreg", "xgb"], cv=s.cv,
+                            seed=s.seed, permutations=s.permutations)  # fmt: skip
+        study.run().save(out / "pseudoprogression")
         return {"report": "pseudoprogression/report.html",
                 "metrics": "pseudoprogression/metrics.json",
                 "predictions": "pseudoprogression/predictions.csv"}  # fmt: skip

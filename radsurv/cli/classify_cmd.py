@@ -1,4 +1,5 @@
-"""radsurv CLI commands: classify (pseudoprogression or any binary endpoint)."""
+"""radsurv CLI commands: classify (pseudoprogression or any binary endpoint), fit | predict |
+evaluate. Every command body is one call of :mod:`radsurv.study`."""
 
 from __future__ import annotations
 
@@ -11,171 +12,188 @@ from radsurv.cli.app import app
 
 logger = logging.getLogger(__name__)
 
+classify_app = typer.Typer(
+    help="Cross-validate classifiers for a binary endpoint; fit, predict, evaluate.",
+    add_completion=False,
+)
+app.add_typer(classify_app, name="classify")
 
-def _split(values: list[str] | None) -> list[str]:
-    """``["logreg,xgb", "rf"]`` -> ``["logreg", "xgb", "rf"]``."""
-    out: list[str] = []
-    for v in values or []:
-        out += [p.strip() for p in v.split(",") if p.strip()]
-    return out
+_FEATURES = typer.Option(None, "--features", help="Features table, CSV or Parquet.")
+_LABELS = typer.Option(
+    None, "--labels", help="Label table (case id + label); default: the manifest's labels."
+)
+_LABEL_COLUMN = typer.Option(
+    None, "--label-column", help="Label column (default: label/target/outcome/...)."
+)
+_POSITIVE = typer.Option(
+    None, "--positive", help="Positive class as written, e.g. pseudoprogression or LGG."
+)
+_NEGATIVE = typer.Option(None, "--negative", help="Negative class (default: every other label).")
+_DROP = typer.Option(
+    False, "--drop-unknown", help="Leave out rows with missing/unknown labels (reported)."
+)
+_MODEL = typer.Option(
+    None, "--model", help="logreg, xgb, rf (repeatable or comma-separated; default logreg)."
+)
+_COVARIATES = typer.Option(
+    None,
+    "--covariates",
+    help="Clinical covariates, e.g. age,resection,idh:categorical (forced into every model).",
+)
+_CLINICAL = typer.Option(
+    None, "--clinical", help="Clinical CSV (any table with an id column) for the covariates."
+)
+_MANIFEST = typer.Option(
+    None, "--manifest", help="data_manifest.csv (covariates, and labels without --labels)."
+)
+_CV = typer.Option("5x5", "--cv", help="FOLDSxREPEATS.")
+_SEED = typer.Option(0, "--seed", help="Seed of folds, models, permutations.")
+_JOBS = typer.Option(1, "--jobs", "-j", help="Parallel processes for the folds.")
+_K = typer.Option(20, "--k", "-k", help="Features kept by in-fold selection (0: all).")
+_NESTED = typer.Option(False, "--nested", help="Tune hyper-parameters by inner CV.")
+_PERM = typer.Option(20, "--permutations", help="Label permutations for the AUC test (0: off).")
+_OUT = typer.Option(None, "--out", help="Output folder.")
 
 
-def _clinical_source(clinical: Path | None, manifest: Path | None):
-    """The table covariates come from: a survival table, else the manifest, else None."""
-    import pandas as pd
+def _run(locked: bool, **kw) -> None:  # noqa: ANN003
+    from radsurv.errors import ConfigError
+    from radsurv.study import BinaryStudy
+    from radsurv.study.study import summary_lines
 
-    from radsurv.clinical import read_survival_table
-    from radsurv.evaluation.classify import ClassificationInputError
-
-    if clinical is not None:
-        return read_survival_table(clinical), str(clinical)
-    if manifest is not None:
-        if not manifest.is_file():
-            raise ClassificationInputError(f"{manifest}: manifest not found")
-        table = pd.read_csv(manifest, dtype={"case_id": str})
-        if "case_id" not in table.columns:
-            raise ClassificationInputError(f"{manifest}: no case_id column; is it a manifest?")
-        return table.set_index("case_id"), str(manifest)
-    return None, ""
-
-
-@app.command("classify")
-def classify(
-    features: Path = typer.Option(..., "--features", help="Features table (one row per case)."),
-    labels: Path | None = typer.Option(
-        None, "--labels", help="Label table (case id + label); default: the manifest's labels."
-    ),
-    label_column: str | None = typer.Option(
-        None, "--label-column", help="Label column (default: label/target/outcome/...)."
-    ),
-    positive: str | None = typer.Option(
-        None, "--positive", help="Positive class as written, e.g. pseudoprogression or LGG."
-    ),
-    negative: str | None = typer.Option(
-        None, "--negative", help="Negative class (default: every other label)."
-    ),
-    drop_unknown: bool = typer.Option(
-        False, "--drop-unknown", help="Leave out rows with missing/unknown labels (reported)."
-    ),
-    model: list[str] | None = typer.Option(
-        None, "--model", help="logreg, xgb, rf (repeatable or comma-separated; default logreg)."
-    ),
-    covariates: str | None = typer.Option(
-        None, "--covariates", help="Clinical covariates, e.g. age,resection."
-    ),
-    clinical: Path | None = typer.Option(
-        None, "--clinical", help="survival_info.csv to take covariates from."
-    ),
-    manifest: Path | None = typer.Option(
-        None, "--manifest", help="data_manifest.csv (covariates, and labels without --labels)."
-    ),
-    cv: str = typer.Option("5x5", "--cv", help="FOLDSxREPEATS."),
-    seed: int = typer.Option(0, "--seed", help="Seed of folds, models, permutations."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel processes for the folds."),
-    k: int = typer.Option(20, "--k", "-k", help="Features kept by in-fold selection (0: all)."),
-    nested: bool = typer.Option(False, "--nested", help="Tune hyper-parameters by inner CV."),
-    permutations: int = typer.Option(
-        20, "--permutations", help="Label permutations for the AUC test (0: off)."
-    ),
-    out: Path = typer.Option(..., "--out", help="Output folder."),
-) -> None:
-    """Cross-validate classifiers for a binary endpoint against a clinical baseline."""
-    from radsurv.clinical import join_tables
-    from radsurv.clinical_labels import read_binary_labels
-    from radsurv.evaluation.classification_report import write_classification_outputs
-    from radsurv.evaluation.classify import (
-        ClassificationInputError,
-        ClassifySettings,
-        covariate_frame,
-        read_feature_table,
-        run_classification,
+    if kw["out"] is None:
+        raise ConfigError("--out is required (the output folder)")
+    if kw["features"] is None:
+        raise ConfigError("--features is required (the features table)")
+    study = BinaryStudy(
+        kw["features"],
+        kw["labels"],
+        label_column=kw["label_column"],
+        positive=kw["positive"],
+        negative=kw["negative"],
+        drop_unknown=kw["drop_unknown"],
+        covariates=kw["covariates"],
+        clinical=kw["clinical"],
+        manifest=kw["manifest"],
+        models=kw["model"],
+        cv=kw["cv"],
+        seed=kw["seed"],
+        k=kw["k"],
+        nested=kw["nested"],
+        permutations=kw["permutations"],
+        n_jobs=kw["jobs"],
     )
-
-    label_path = labels or manifest
-    if label_path is None:
-        raise ClassificationInputError("no labels: pass --labels FILE (or --manifest M)")
-    parsed = read_binary_labels(
-        label_path,
-        label_column=label_column,
-        positive=positive,
-        negative=negative,
-        drop_unknown=drop_unknown,
-    )
-    typer.echo(f"positive class: '{parsed.positive}' (label 1); {parsed.summary()}")
-    feats = read_feature_table(features)
-    joined = join_tables(feats, parsed.y, left_name=features.name, right_name=Path(label_path).name)
-    warnings: list[str] = []
-    cohort: dict[str, object] = {
-        "features file": str(features),
-        "labels file": parsed.source,
-        "join features + labels": joined.summary(),
-    }
-    if joined.only_left or joined.only_right:
-        warnings.append(f"ids not matched between features and labels: {joined.summary()}")
-    table = joined.table
-    cov_names = [c.strip() for c in (covariates or "").split(",") if c.strip()]
-    cov_columns: list[str] = []
-    if cov_names:
-        source, source_name = _clinical_source(clinical, manifest)
-        if source is None:
-            missing = [c for c in cov_names if c not in feats.columns]
-            if missing:
-                raise ClassificationInputError(
-                    f"covariates {missing} are not in {features}; pass --clinical or --manifest"
-                )
-            cov_columns = cov_names
-        else:
-            cov = covariate_frame(cov_names, source, source_name)
-            overlap = [c for c in cov.columns if c in table.columns]
-            cov = cov.drop(columns=overlap)  # a feature column of the same name wins
-            cj = join_tables(
-                table[[]], cov, how="left", left_name="cohort", right_name=Path(source_name).name
-            )
-            if cj.only_left:
-                warnings.append(
-                    f"{len(cj.only_left)} cases have no row in {source_name} "
-                    f"(covariates imputed in-fold): {', '.join(cj.only_left[:5])}"
-                )
-            cohort["join cohort + covariates"] = cj.summary()
-            table = table.join(cj.table)
-            cov_columns = overlap + list(cov.columns)
-    y = table.pop("label").astype(int)
-    settings = ClassifySettings(
-        models=tuple(_split(model) or ["logreg"]),
-        cv=cv,
-        seed=seed,
-        k=k if k > 0 else None,
-        nested=nested,
-        permutations=permutations,
-        n_jobs=jobs,
-    )
-    result = run_classification(
-        table, y, settings, covariates=cov_columns, source=f"labels {parsed.source}"
-    )
-    paths = write_classification_outputs(
-        result,
-        out,
-        labels=parsed,
-        cohort=cohort,
-        warnings=warnings,
-        settings={
-            "features": str(features),
-            "labels": str(label_path),
-            "label column": parsed.label_column,
-            "positive class": parsed.positive,
-            "covariates": ",".join(cov_columns) or "none",
-            "clinical": str(clinical or manifest or ""),
-        },
-        title=f"Classification: {parsed.positive} vs {parsed.negative}",
-    )
-    for group in ("models", "baselines"):
-        for name, m in result.metrics[group].items():
-            auc = m["roc_auc"]
-            line = (
-                f"{name:>10}: ROC AUC {auc['mean']:.3f} ± {auc['sd']:.3f} "
-                f"[95% CI {auc['ci95'][0]:.3f}, {auc['ci95'][1]:.3f}]"
-            )
-            if "permutation_test" in m:
-                line += f", permutation p {m['permutation_test']['p_value']:.3f}"
-            typer.echo(line + (" (baseline)" if group == "baselines" else ""))
+    labels = study.read_labels()
+    study.labels = labels
+    typer.echo(f"positive class: '{labels.positive}' (label 1); {labels.summary()}")
+    result = study.run()
+    for line in result.describe_covariates():
+        typer.echo(f"covariate {line}")
+    paths = result.save(kw["out"])
+    for line in summary_lines(result):
+        typer.echo(line)
     typer.echo(f"report: {paths['report']}")
+    if locked:
+        typer.echo(f"locked model: {result.save_model(Path(kw['out']) / 'model')}")
+
+
+@classify_app.callback(invoke_without_command=True)
+def classify(
+    ctx: typer.Context,
+    features: Path | None = _FEATURES,
+    labels: Path | None = _LABELS,
+    label_column: str | None = _LABEL_COLUMN,
+    positive: str | None = _POSITIVE,
+    negative: str | None = _NEGATIVE,
+    drop_unknown: bool = _DROP,
+    model: list[str] | None = _MODEL,
+    covariates: str | None = _COVARIATES,
+    clinical: Path | None = _CLINICAL,
+    manifest: Path | None = _MANIFEST,
+    cv: str = _CV,
+    seed: int = _SEED,
+    jobs: int = _JOBS,
+    k: int = _K,
+    nested: bool = _NESTED,
+    permutations: int = _PERM,
+    out: Path | None = _OUT,
+) -> None:
+    """Cross-validate classifiers for a binary endpoint against a clinical baseline.
+
+    Without a subcommand: the CV report in --out. `fit` adds a locked model (DIR/model/);
+    `predict` and `evaluate` apply one to new cases.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    kw = {k_: v for k_, v in locals().items() if k_ != "ctx"}
+    _run(False, **kw)
+
+
+@classify_app.command("fit")
+def classify_fit(
+    features: Path | None = _FEATURES,
+    labels: Path | None = _LABELS,
+    label_column: str | None = _LABEL_COLUMN,
+    positive: str | None = _POSITIVE,
+    negative: str | None = _NEGATIVE,
+    drop_unknown: bool = _DROP,
+    model: list[str] | None = _MODEL,
+    covariates: str | None = _COVARIATES,
+    clinical: Path | None = _CLINICAL,
+    manifest: Path | None = _MANIFEST,
+    cv: str = _CV,
+    seed: int = _SEED,
+    jobs: int = _JOBS,
+    k: int = _K,
+    nested: bool = _NESTED,
+    permutations: int = _PERM,
+    out: Path | None = _OUT,
+) -> None:
+    """The CV report (as `radsurv classify`) plus DIR/model/: the models refitted on all cases."""
+    _run(True, **dict(locals()))
+
+
+@classify_app.command("predict")
+def classify_predict(
+    model_dir: Path = typer.Option(..., "--model", help="Locked model folder (fit's DIR/model)."),
+    features: Path = typer.Option(..., "--features", help="Features table, CSV or Parquet."),
+    clinical: Path | None = typer.Option(None, "--clinical", help="Clinical table (covariates)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    name: str | None = typer.Option(None, "--name", help="Which model (default: the first)."),
+) -> None:
+    """predictions.csv: probability and the class from the threshold chosen in training."""
+    from radsurv.study.locked import predict_locked
+
+    res = predict_locked(model_dir, features, clinical, out=out, model_name=name)
+    typer.echo(f"{len(res.predictions)} cases predicted with {res.model_name}: {res.paths}")
+
+
+@classify_app.command("evaluate")
+def classify_evaluate(
+    model_dir: Path = typer.Option(..., "--model", help="Locked model folder (fit's DIR/model)."),
+    features: Path = typer.Option(..., "--features", help="Features table, CSV or Parquet."),
+    labels: Path = typer.Option(..., "--labels", help="Label table of the external cohort."),
+    label_column: str | None = _LABEL_COLUMN,
+    clinical: Path | None = typer.Option(None, "--clinical", help="Clinical table (covariates)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    name: str | None = typer.Option(None, "--name", help="Which model (default: the first)."),
+    n_boot: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for the CIs."),
+) -> None:
+    """Score a locked classifier on a labelled external cohort (metrics with CIs, calibration).
+
+    Metrics use the threshold chosen in training; the baseline is the training-fitted one.
+    """
+    from radsurv.study.locked import evaluate_locked
+
+    res = evaluate_locked(
+        model_dir,
+        features,
+        clinical,
+        labels=labels,
+        label_column=label_column,
+        out=out,
+        model_name=name,
+        n_boot=n_boot,
+    )
+    for line in res.lines():
+        typer.echo(line)
+    typer.echo(f"report: {res.paths.get('report')}")

@@ -27,6 +27,7 @@ from radsurv.clinical_labels import BinaryLabels
 from radsurv.evaluation.classification_metrics import METRIC_NAMES, roc_band
 from radsurv.evaluation.classify import ClassificationResult, oof_matrix
 from radsurv.evaluation.report import (
+    comparison_context,
     figure_to_data_uri,
     format_number,
     new_figure,
@@ -214,6 +215,7 @@ def write_classification_outputs(
     settings: Mapping[str, Any] | None = None,
     warnings: Sequence[str] = (),
     title: str = "Binary endpoint classification",
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write report.html, metrics.json, predictions.csv and the saved models under ``out``.
 
@@ -254,6 +256,7 @@ def write_classification_outputs(
     if cohort:
         metrics["cohort"] = dict(cohort)
     metrics["model_files"] = _save_models(result, out, labels)
+    metrics.update(extra or {})
     metrics_path = write_metrics_json(metrics, out / "metrics.json")
     predictions_path = out / "predictions.csv"
     result.predictions.to_csv(predictions_path, index=False)
@@ -312,6 +315,7 @@ def write_classification_outputs(
         "cohort": dict(cohort or {}),
         "dropped": labels.dropped.head(20).to_dict(orient="records") if labels else [],
         "n_dropped": len(labels.dropped) if labels else 0,
+        **comparison_context((extra or {}).get("comparisons")),
         "settings": {
             **{k: v for k, v in (settings or {}).items()},
             **{f"run.{k}": v for k, v in result.metrics.get("settings", {}).items()},

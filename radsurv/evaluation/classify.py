@@ -1,6 +1,9 @@
 """Cross-validated binary classification: models and baselines on the same folds, permutation test.
 
-:func:`run_classification` evaluates each requested classifier
+:func:`run_classification` runs the study engine (:mod:`radsurv.study.engine`, the binary
+endpoint :mod:`radsurv.study.endpoints.binary`) on a design matrix built by hand; this module
+keeps the binary endpoint's settings, result type, metric summaries and the features reader.
+It evaluates each requested classifier
 (:mod:`radsurv.models.classifiers`) and a clinical-only baseline with repeated stratified K-fold
 CV (:func:`radsurv.evaluation.cv.make_folds`, the same plan for every model), with everything
 learnt inside the training folds:
@@ -32,8 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +47,13 @@ from radsurv.evaluation.classification_metrics import (
     METRIC_NAMES,
     binary_metrics,
     bootstrap_cis,
-    permutation_p_value,
     youden_threshold,
 )
-from radsurv.evaluation.cv import Fold, make_folds, parse_cv_spec, run_folds
+from radsurv.evaluation.cv import parse_cv_spec
 from radsurv.models.classifiers import (
     MODEL_NAMES,
-    feature_weights,
     final_estimator,
     fit_quietly,
-    make_baseline_pipeline,
-    make_classifier_pipeline,
 )
 
 logger = logging.getLogger(__name__)
@@ -166,17 +164,6 @@ class ClassificationResult:
     final_weights: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _Task:
-    """One fit: a model (or baseline) on one fold, with the real or a permuted label vector."""
-
-    fold: Fold
-    role: str  # "model" or "baseline"
-    name: str
-    permutation: int  # -1: the real labels
-    with_threshold: bool
-
-
 @dataclass
 class _TaskOutput:
     role: str
@@ -188,23 +175,6 @@ class _TaskOutput:
     probability: np.ndarray
     threshold: float
     selected: list[str]
-
-
-def _build(role: str, name: str, settings: ClassifySettings, covariates: Sequence[str]) -> Any:
-    if role == "baseline":
-        return make_baseline_pipeline(covariates)
-    return make_classifier_pipeline(
-        name,
-        seed=settings.seed,
-        k=settings.k,
-        corr_threshold=settings.corr_threshold,
-        forced=covariates,
-        nested=settings.nested,
-    )
-
-
-def _columns_for(role: str, columns: Sequence[str], covariates: Sequence[str]) -> list[str]:
-    return list(covariates) if role == "baseline" else list(columns)
 
 
 def inner_cv_threshold(
@@ -236,51 +206,6 @@ def inner_cv_threshold(
     return youden_threshold(y, oof)
 
 
-def _run_task(
-    task: _Task,
-    *,
-    X: np.ndarray,
-    columns: list[str],
-    y_real: np.ndarray,
-    y_permuted: dict[int, np.ndarray],
-    covariates: list[str],
-    settings: ClassifySettings,
-) -> _TaskOutput:
-    """Fit one task on its training fold; predict its test fold (module level: picklable)."""
-    y = y_real if task.permutation < 0 else y_permuted[task.permutation]
-    frame = pd.DataFrame(X, columns=columns)
-    use = _columns_for(task.role, columns, covariates)
-    Xf = frame[use] if use else frame.iloc[:, :0]
-    if task.role == "baseline" and not use:
-        Xf = pd.DataFrame({"_": np.zeros(len(frame))})  # the prevalence model ignores X
-    f = task.fold
-    where = f"{task.name} repeat {f.repeat + 1} fold {f.fold + 1}"
-    if task.permutation >= 0:
-        where += f" permutation {task.permutation + 1}"
-    est = _build(task.role, task.name, settings, covariates)
-    est = fit_quietly(est, Xf.iloc[f.train], y[f.train], where)
-    proba = est.predict_proba(Xf.iloc[f.test])[:, 1]
-    threshold = math.nan
-    if task.with_threshold:
-        threshold = inner_cv_threshold(
-            est,
-            Xf.iloc[f.train],
-            y[f.train],
-            settings.threshold_folds,
-            settings.seed + 1000 * f.repeat + f.fold,
-            where,
-        )
-    pipe = final_estimator(est)
-    selected = (
-        list(pipe.named_steps["prep"].get_feature_names_out())
-        if "prep" in pipe.named_steps and task.role == "model"
-        else []
-    )
-    return _TaskOutput(
-        task.role, task.name, task.permutation, f.repeat, f.fold, f.test, proba, threshold, selected
-    )
-
-
 def check_labels_for_cv(y: np.ndarray, n_splits: int, where: str = "labels") -> None:
     """Raise :class:`ClassificationCVError` unless both classes have at least ``n_splits`` cases."""
     y = np.asarray(y)
@@ -308,6 +233,10 @@ def run_classification(
 ) -> ClassificationResult:
     """Cross-validate classifiers and the clinical baseline on the same folds.
 
+    A compatibility entry point of the study engine (:mod:`radsurv.study.engine` with the
+    binary endpoint :mod:`radsurv.study.endpoints.binary`), for a design matrix built by hand;
+    :class:`radsurv.study.BinaryStudy` builds it from files.
+
     Parameters
     ----------
     X
@@ -334,71 +263,35 @@ def run_classification(
     ClassificationCVError
         A single class or fewer cases of a class than folds.
     """
+    from radsurv.study.design import CovariateEncoder, Design
+    from radsurv.study.endpoints.binary import BinaryEndpoint, binary_specs, classification_result
+    from radsurv.study.engine import run_engine
+
     settings = settings or ClassifySettings()
-    n_splits, n_repeats = settings.validate()
+    n_splits, _ = settings.validate()
     X, y_arr, covariates = _validate_design(X, y, covariates)
     check_labels_for_cv(y_arr, n_splits, source)
-    columns = [str(c) for c in X.columns]
-    Xv = X.to_numpy(dtype=float)
-    folds = make_folds(y_arr, n_splits, n_repeats, seed=settings.seed)
-    baseline = "clinical" if covariates else "prevalence"
-    specs = [("model", m) for m in settings.models] + [("baseline", baseline)]
-    logger.info(
-        "classification: %d cases (%d positive), %d features + %d covariates, %d folds x %d "
-        "repeats, models %s, baseline %s",
-        len(y_arr),
-        int(y_arr.sum()),
-        len(columns) - len(covariates),
-        len(covariates),
-        n_splits,
-        n_repeats,
-        ", ".join(settings.models),
-        baseline,
+    design = Design(
+        X=X,
+        clinical=pd.DataFrame({"label": y_arr}, index=X.index),
+        covariate_columns=list(covariates),
+        feature_columns=[c for c in X.columns if c not in covariates],
+        encoder=CovariateEncoder(),
     )
-    perm_rng = np.random.default_rng([settings.seed, 7919])
-    y_perm = {i: perm_rng.permutation(y_arr) for i in range(settings.permutations)}
-    runner = partial(
-        _run_task,
-        X=Xv,
-        columns=columns,
-        y_real=y_arr,
-        y_permuted=y_perm,
-        covariates=list(covariates),
-        settings=settings,
+    specs = binary_specs(design, settings.models)
+    run = run_engine(
+        BinaryEndpoint(settings, source),
+        design,
+        y_arr,
+        specs,
+        cv=settings.cv,
+        seed=settings.seed,
+        n_jobs=settings.n_jobs,
+        permutations=settings.permutations,
+        permutation_repeats=settings.permutation_repeats,
+        reference=specs[-1].name,
     )
-    tasks = [_Task(f, role, name, -1, True) for role, name in specs for f in folds]
-    outputs = run_folds(runner, tasks, n_jobs=settings.n_jobs)  # type: ignore[arg-type]
-
-    predictions = _predictions_table(outputs, X.index, y_arr)
-    per_repeat = _per_repeat_metrics(predictions)
-    summary = _summaries(predictions, per_repeat, specs, settings)
-    result = ClassificationResult(predictions=predictions, per_repeat=per_repeat, metrics={})
-    result.selection_frequency = _selection_frequency(outputs, settings.models, len(folds))
-
-    if settings.permutations:
-        result.permutation = _permutation_test(
-            runner, y_arr, y_perm, per_repeat, n_splits, settings
-        )
-    _fit_final(result, X, y_arr, specs, covariates, settings)
-    result.metrics = {
-        "models": {m: summary[("model", m)] for m in settings.models},
-        "baselines": {baseline: summary[("baseline", baseline)]},
-        "n": len(y_arr),
-        "positives": int(y_arr.sum()),
-        "features": len(columns) - len(covariates),
-        "covariates": list(covariates),
-        "cv": {"folds": n_splits, "repeats": n_repeats, "seed": settings.seed},
-        "threshold": (
-            f"Youden J on out-of-fold predictions of a {settings.threshold_folds}-fold inner CV "
-            "of each training fold"
-        ),
-        "ci": f"case-level stratified bootstrap of the repeat-mean metric ({settings.n_boot})",
-        "settings": asdict(settings),
-    }
-    for m in settings.models:
-        if m in result.permutation:
-            result.metrics["models"][m]["permutation_test"] = result.permutation[m]
-    return result
+    return classification_result(run, X, y_arr, list(covariates), settings)
 
 
 def _validate_design(
@@ -545,86 +438,6 @@ def _selection_frequency(
     return freq
 
 
-def _permutation_test(
-    runner: Any,
-    y: np.ndarray,
-    y_perm: dict[int, np.ndarray],
-    per_repeat: pd.DataFrame,
-    n_splits: int,
-    settings: ClassifySettings,
-) -> dict[str, dict[str, Any]]:
-    reps = min(settings.permutation_repeats, int(per_repeat["repeat"].max()))
-    tasks = []
-    for i, yp in y_perm.items():
-        folds = make_folds(yp, n_splits, reps, seed=settings.seed)
-        tasks += [_Task(f, "model", m, i, False) for m in settings.models for f in folds]
-    logger.info(
-        "permutation test: %d permutations x %d folds x %d models",
-        len(y_perm),
-        n_splits * reps,
-        len(settings.models),
-    )
-    outputs = run_folds(runner, tasks, n_jobs=settings.n_jobs)  # type: ignore[arg-type]
-    from sklearn.metrics import roc_auc_score
-
-    result: dict[str, dict[str, Any]] = {}
-    for m in settings.models:
-        observed_rows = per_repeat[
-            (per_repeat["role"] == "model")
-            & (per_repeat["model"] == m)
-            & (per_repeat["repeat"] <= reps)
-        ]
-        observed = float(observed_rows["roc_auc"].mean())
-        permuted = []
-        for i, yp in y_perm.items():
-            aucs = []
-            for r in range(reps):
-                p = np.empty(len(y))
-                for o in outputs:
-                    if o.name == m and o.permutation == i and o.repeat == r:
-                        p[o.test] = o.probability
-                aucs.append(roc_auc_score(yp, p))
-            permuted.append(float(np.mean(aucs)))
-        n = len(permuted)
-        result[m] = {
-            "statistic": f"mean out-of-fold ROC AUC over the first {reps} CV repeat(s)",
-            "observed": observed,
-            "permuted": permuted,
-            "p_value": permutation_p_value(observed, permuted),
-            "n_permutations": n,
-            "resolution": 1.0 / (n + 1),
-        }
-        logger.info(
-            "%s: permutation p = %.3f (observed AUC %.3f, permuted mean %.3f, %d permutations)",
-            m,
-            result[m]["p_value"],
-            observed,
-            float(np.mean(permuted)),
-            n,
-        )
-    return result
-
-
-def _fit_final(
-    result: ClassificationResult,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    specs: Sequence[tuple[str, str]],
-    covariates: Sequence[str],
-    settings: ClassifySettings,
-) -> None:
-    for role, name in specs:
-        use = _columns_for(role, list(X.columns), covariates)
-        Xf = X[use] if use else pd.DataFrame({"_": np.zeros(len(X))}, index=X.index)
-        est = fit_quietly(_build(role, name, settings, covariates), Xf, y, f"final {name}")
-        result.final_models[name] = est
-        result.final_thresholds[name] = inner_cv_threshold(
-            est, Xf, y, settings.threshold_folds, settings.seed, f"final {name}"
-        )
-        if role == "model":
-            result.final_weights[name] = feature_weights(est)
-
-
 def read_feature_table(path: str | Path) -> pd.DataFrame:
     """Read a features table (one row per case) as numeric columns indexed by ``case_id``.
 
@@ -685,43 +498,26 @@ def read_feature_table(path: str | Path) -> pd.DataFrame:
 def covariate_frame(
     names: Sequence[str], table: pd.DataFrame, source: str = "clinical table"
 ) -> pd.DataFrame:
-    """Numeric covariate columns from a clinical table (indexed by case id).
+    """Encoded covariate columns of a clinical table (indexed by case id).
 
-    Numeric columns are taken as they are (NaN stays NaN, imputed in-fold); text columns
-    (e.g. ``resection`` GTR/STR/unknown) become 0/1 indicators ``{name}_{level}`` for every
-    level seen, unknown values scoring 0 on all of them.
+    The study engine's one encoder (:class:`radsurv.study.design.CovariateEncoder`): numeric
+    columns as they are (NaN imputed in-fold, plus a ``{name}_missing`` indicator when some are
+    missing); text columns one-hot ``{name}_{level}`` except a reference level (``resection``:
+    STR), a missing value scoring 0 on every level and 1 on ``{name}_missing``.
 
     Parameters
     ----------
     names
-        Covariate names, matched case-insensitively against the table's columns.
+        Covariate names (``name:categorical`` forces a type), matched case-insensitively.
     table
         E.g. :func:`radsurv.clinical.read_survival_table` output or a manifest.
     source
         Name of the table for messages.
     """
-    lower = {str(c).lower(): c for c in table.columns}
-    parts = []
-    for name in names:
-        col = lower.get(name.strip().lower())
-        if col is None:
-            raise ClassificationInputError(
-                f"covariate {name!r} is not a column of the {source}; it has {list(table.columns)}"
-            )
-        values = table[col]
-        numeric = pd.to_numeric(values, errors="coerce")
-        if (
-            pd.api.types.is_numeric_dtype(values)
-            or numeric.notna().sum() >= 0.9 * values.notna().sum()
-        ):
-            parts.append(numeric.astype(float).rename(str(col)))
-            continue
-        levels = sorted(str(v) for v in values.dropna().unique())
-        for level in levels:
-            parts.append(
-                (values.astype("string") == level)
-                .fillna(False)
-                .astype(float)
-                .rename(f"{col}_{level}")
-            )
-    return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=table.index)
+    from radsurv.study.design import CovariateEncoder, parse_covariates
+
+    try:
+        enc = CovariateEncoder(parse_covariates(list(names))).fit(table, source)
+    except ConfigError as exc:
+        raise ClassificationInputError(str(exc)) from exc
+    return enc.transform(table, source)

@@ -272,3 +272,30 @@ def dataframe_rows(df: Any, digits: int = 3) -> dict[str, Any]:
         for idx, row in zip(df.index, df.itertuples(index=False), strict=True)
     ]
     return {"columns": columns, "rows": rows}
+
+
+def comparison_rows(comparisons: Mapping[str, Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Rows of the paired model-vs-baseline table (``_comparisons.html.j2``)."""
+    rows = []
+    for name, c in (comparisons or {}).items():
+        lo, hi = c.get("ci95", [math.nan, math.nan])
+        rows.append(
+            {
+                "name": name,
+                "difference": format_number(c.get("difference")),
+                "ci": f"[{format_number(lo)}, {format_number(hi)}]",
+                "p": format_number(c.get("p_value")),
+                "n": c.get("n_folds"),
+            }
+        )
+    return rows
+
+
+def comparison_context(comparisons: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """Template variables ``comparisons``, ``comparisons_reference``, ``comparisons_metric``."""
+    first = next(iter((comparisons or {}).values()), {})
+    return {
+        "comparisons": comparison_rows(comparisons),
+        "comparisons_reference": first.get("reference", ""),
+        "comparisons_metric": first.get("metric", ""),
+    }

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radsurv.clinical import join_tables, survival_target
-from radsurv.errors import ConfigError, ModelError
+from radsurv.clinical import survival_target
+from radsurv.errors import ConfigError
 from radsurv.evaluation.report import (
+    comparison_context,
     dataframe_rows,
     figure_to_data_uri,
     format_number,
@@ -60,15 +61,7 @@ class SurvivalData:
     feature_columns: list[str]
     notes: list[str] = field(default_factory=list)
     cohort: dict[str, Any] = field(default_factory=dict)
-
-
-def _resection_columns(res: pd.Series) -> pd.DataFrame:
-    """GTR indicator and unknown indicator (STR is the reference); constant ones left out."""
-    res = res.astype("string")
-    out = pd.DataFrame(index=res.index)
-    out["resection_GTR"] = (res == "GTR").fillna(False).astype(float)
-    out["resection_unknown"] = res.isna().astype(float)
-    return out[[c for c in out.columns if out[c].nunique() > 1]]
+    design: Any = None  # the radsurv.study Design it was built from, when there is one
 
 
 def build_design(
@@ -80,159 +73,48 @@ def build_design(
 ) -> SurvivalData:
     """Join clinical table and features into a design matrix and survival target.
 
+    A compatibility wrapper of the study engine's design step
+    (:meth:`radsurv.study.SurvivalStudy.build_design`, one covariate encoder for every
+    endpoint): ``resection`` becomes ``resection_GTR`` (STR reference) plus
+    ``resection_missing``.
+
     Parameters
     ----------
     clinical
-        From :func:`radsurv.clinical.read_survival_table` (or a manifest's clinical columns):
-        indexed by case id with ``age``, ``time``, ``event``, ``resection``.
+        Indexed by case id with ``time``, ``event`` and the covariate columns (e.g. from
+        :func:`radsurv.clinical.read_survival_table` or a manifest's clinical columns).
     features
         Feature table indexed by case id (numeric columns), or None (covariates only).
     covariates
-        Clinical covariates to model and force into every model: ``age``, ``resection``.
+        Clinical covariates to model and force into every model (any columns of ``clinical``;
+        ``name:categorical`` forces a type).
     gtr_only
         Keep only gross-total resections (as in the BraTS challenge evaluation).
-
-    Returns
-    -------
-    SurvivalData
-        Rows without survival time/event are dropped and counted in ``notes``; unmatched ids
-        of the join are reported there too.
     """
-    notes: list[str] = []
-    unknown = [c for c in covariates if c not in COVARIATES]
-    if unknown:
-        raise ConfigError(f"--covariates {unknown}: choose from {', '.join(COVARIATES)}")
-    needed = ["time", "event", *(c for c in ("age", "resection") if c in covariates or gtr_only)]
-    missing = [c for c in needed if c not in clinical.columns]
-    if missing:
-        raise ConfigError(
-            f"clinical table lacks columns {missing}; it has {list(clinical.columns)}"
-        )
-    clin = clinical.copy()
-    no_target = clin["time"].isna() | pd.isna(clin["event"])
-    if no_target.any():
-        notes.append(
-            f"{int(no_target.sum())} case(s) without survival time/event left out, e.g. "
-            f"{list(clin.index[no_target][:5])}"
-        )
-        clin = clin[~no_target]
-    if gtr_only:
-        keep = clin["resection"].astype("string") == "GTR"
-        keep = keep.fillna(False).astype(bool)
-        notes.append(f"--gtr-only: {int(keep.sum())} of {len(clin)} cases with GTR kept")
-        clin = clin[keep]
-    design = pd.DataFrame(index=clin.index)
-    cov_cols: list[str] = []
-    if "age" in covariates:
-        design["age"] = pd.to_numeric(clin["age"], errors="coerce")
-        cov_cols.append("age")
-    res_cols = _resection_columns(clin["resection"]) if "resection" in clin.columns else None
-    if "resection" in covariates:
-        if res_cols is None or res_cols.empty:
-            notes.append("resection is constant in this cohort: not modelled")
-        else:
-            design = design.join(res_cols)
-            cov_cols += list(res_cols.columns)
-    feat_cols: list[str] = []
-    cohort: dict[str, Any] = {}
-    if features is not None:
-        numeric = features.select_dtypes(include=[np.number, "bool"]).astype(float)
-        dropped = [c for c in features.columns if c not in numeric.columns]
-        if dropped:
-            notes.append(
-                f"{len(dropped)} non-numeric feature column(s) ignored, e.g. {dropped[:3]}"
-            )
-        clash = [c for c in numeric.columns if c in design.columns]
-        numeric = numeric.drop(columns=clash)
-        joined = join_tables(design, numeric, left_name="clinical", right_name="features")
-        if joined.only_left or joined.only_right:
-            notes.append("join clinical + features: " + joined.summary())
-        cohort["only_clinical"] = len(joined.only_left)
-        cohort["only_features"] = len(joined.only_right)
-        design = joined.table
-        feat_cols = list(numeric.columns)
-        clin = clin.loc[design.index]
-    # baselines need their columns even when not requested as covariates
-    if "age" not in design.columns and "age" in clin.columns:
-        design.insert(0, "age", pd.to_numeric(clin["age"], errors="coerce"))
-    if res_cols is not None:
-        for c in res_cols.columns:
-            if c not in design.columns:
-                design[c] = res_cols.loc[design.index, c]
-    if not feat_cols and not cov_cols:
+    from radsurv.study import SurvivalStudy
+    from radsurv.study.endpoints.survival import survival_cohort
+
+    study = SurvivalStudy(clinical, features, covariates=list(covariates), gtr_only=gtr_only)
+    design = study.build_design()
+    if not design.feature_columns and not design.covariate_columns:
         raise ConfigError("nothing to model: give --features and/or --covariates")
-    y = survival_target(clin)
-    ev, t = y["event"], y["time"]
-    cohort.update(
-        n=len(design),
-        events=int(ev.sum()),
-        censored=int((~ev).sum()),
-        median_time_days=float(np.median(t)) if len(t) else math.nan,
-        age_mean=float(clin["age"].mean()) if "age" in clin.columns else math.nan,
-        age_sd=float(clin["age"].std()) if "age" in clin.columns else math.nan,
-    )
-    if "resection" in clin.columns:
-        counts = clin["resection"].astype("string").fillna("unknown").value_counts()
-        cohort["resection"] = {str(k): int(v) for k, v in counts.items()}
-    for note in notes:
+    y = survival_target(design.clinical)
+    for note in design.notes:
         log.warning(note)
-    return SurvivalData(design, y, cov_cols, feat_cols, notes, cohort)
-
-
-def _baseline_models(data: SurvivalData) -> dict[str, Any]:
-    """Cox on age, and on age + resection indicators (same in-fold preprocessing)."""
-    from sklearn.pipeline import Pipeline
-
-    from radsurv.models.preprocessing import make_preprocessor
-    from radsurv.models.survival import CoxPH
-
-    out: dict[str, Any] = {}
-    res = [c for c in data.X.columns if c.startswith("resection_")]
-    for name, cols in (("age", ["age"]), ("age+resection", ["age", *res])):
-        if "age" not in data.X.columns or (name == "age+resection" and not res):
-            data.notes.append(f"baseline {name} not run: its columns are not in the data")
-            continue
-        pipe = Pipeline(
-            [
-                ("prep", make_preprocessor(near_constant=False, corr_threshold=None)),
-                ("model", CoxPH(penalizer=0.01)),
-            ]
-        )
-        pipe.radsurv_columns = cols
-        out[name] = pipe
-    return out
-
-
-def _requested_models(
-    data: SurvivalData,
-    names: Sequence[str],
-    k: int | None,
-    seed: int,
-    selection: str,
-    inner_folds: int | None,
-):
-    from radsurv.models.survival import make_model
-    from radsurv.models.survival_tuning import make_tuned_model
-
-    out = {}
-    cols = data.covariate_columns + data.feature_columns
-    for name in names:
-        if data.feature_columns:
-            pipe = make_model(
-                name, k=k, forced=data.covariate_columns, random_state=seed, selection=selection
-            )
-        else:  # covariates alone: nothing to select
-            pipe = make_model(name, k=None, corr_threshold=None, random_state=seed)
-        if inner_folds:
-            pipe = make_tuned_model(name, pipe, inner_folds=inner_folds, seed=seed)
-        pipe.radsurv_columns = cols
-        out[name] = pipe
-    return out
+    return SurvivalData(
+        design.X,
+        y,
+        design.covariate_columns,
+        design.feature_columns,
+        design.notes,
+        survival_cohort(design, y),
+        design=design,
+    )
 
 
 @dataclass
 class SurvivalAnalysis:
-    """The result of :func:`run_survival_analysis`."""
+    """The result of :func:`run_survival_analysis` (the survival report's content)."""
 
     data: SurvivalData
     cv: Any
@@ -257,92 +139,54 @@ def run_survival_analysis(
 ) -> SurvivalAnalysis:
     """Cross-validate the requested models and the baselines on the same folds; fit finals.
 
+    A compatibility wrapper of the study engine (:meth:`radsurv.study.SurvivalStudy.analyse`):
+    the same fold plan, units, baselines (``age``, ``age+resection``), paired comparison with
+    the age baseline and final refits as ``radsurv survival``.
+
     Parameters
     ----------
     data
         From :func:`build_design`.
     models
         Model names (:data:`radsurv.models.survival.MODEL_NAMES`).
-    cv
-        ``FOLDSxREPEATS`` of the outer CV.
-    seed
-        Seeds the fold plans (outer and inner) and the models.
-    n_jobs
-        Outer folds run in parallel.
-    k
-        Non-forced features kept by in-fold selection (``None``: all).
-    selection
-        ``univariate`` (Cox score test) or ``penalised`` (elastic-net Cox path).
-    nested
-        Tune each requested model's hyper-parameters by an inner ``inner_folds``-fold CV on
-        every outer training fold (grids: :data:`radsurv.models.survival_tuning.PARAM_GRIDS`);
-        the choices are in ``tuning``. Baselines are not tuned.
+    cv, seed, n_jobs, k, selection, nested, inner_folds
+        As ``radsurv survival`` (``k=None``: all features).
 
     Raises
     ------
     ModelError
         Too few events for the requested number of folds.
     """
-    from radsurv.evaluation.cv import make_folds, parse_cv_spec, survival_strata
-    from radsurv.evaluation.survival_metrics import cross_validate_survival
-    from radsurv.models.survival import MODEL_NAMES
+    from radsurv.study import SurvivalStudy
+    from radsurv.study.design import CovariateEncoder, Design
 
-    bad = [m for m in models if m not in MODEL_NAMES]
-    if bad:
-        raise ConfigError(f"--model {bad}: choose from {', '.join(MODEL_NAMES)}")
-    n_splits, n_repeats = parse_cv_spec(cv)
-    ev, t = data.y["event"], data.y["time"]
-    if ev.sum() < 2 * n_splits:
-        raise ModelError(
-            f"{int(ev.sum())} events in {len(ev)} cases are too few for {n_splits}-fold CV "
-            f"(need at least {2 * n_splits}); use fewer folds"
+    design = data.design
+    if design is None:  # a hand-made SurvivalData
+        X = data.X
+        design = Design(
+            X=X,
+            clinical=pd.DataFrame(index=X.index),
+            covariate_columns=list(data.covariate_columns),
+            feature_columns=list(data.feature_columns),
+            encoder=CovariateEncoder(),
+            notes=data.notes,
+            cohort=dict(data.cohort),
+            baseline_columns={
+                "age": ["age"] if "age" in X.columns else [],
+                "resection": [c for c in X.columns if str(c).startswith("resection_")],
+            },
         )
-    folds = make_folds(survival_strata(ev, t), n_splits, n_repeats, seed)
-    baselines = _baseline_models(data)
-    requested = _requested_models(data, models, k, seed, selection, inner_folds if nested else None)
-    clash = set(baselines) & set(requested)
-    if clash:
-        raise ConfigError(f"model names {clash} clash with the baselines")
-    all_models = {**requested, **baselines}
-    result = cross_validate_survival(all_models, data.X, data.y, folds, n_jobs=n_jobs, seed=seed)
-    finals = {}
-    final_params = {}
-    for name, template in requested.items():
-        from sklearn.base import clone
-
-        from radsurv.models.survival_tuning import unwrap_search
-
-        try:
-            fitted = clone(template).fit(data.X[template.radsurv_columns], data.y)
-        except Exception as exc:  # reported, the CV results stay
-            data.notes.append(f"final {name} model could not be fitted on all data: {exc}")
-            continue
-        finals[name], final_params[name] = unwrap_search(fitted)
-    tuning = _tuning_document(result, requested, final_params, inner_folds) if nested else {}
-    settings = {
-        "models": ", ".join(models),
-        "cv": f"{n_splits} folds x {n_repeats} repeats, stratified on event x time tertile",
-        "seed": seed,
-        "covariates (forced in)": ", ".join(data.covariate_columns) or "none",
-        "features": len(data.feature_columns),
-        "in-fold selection": _selection_text(selection, k) if data.feature_columns else "-",
-        "hyper-parameters": (
-            f"nested: inner {inner_folds}-fold CV per outer training fold (Harrell's C)"
-            if nested
-            else "fixed defaults"
-        ),
-        "predicted days": PREDICTED_DAYS_NOTE,
-        "jobs": n_jobs,
-    }
-    for name, info in tuning.items():
-        settings[f"tuned {name}: grid"] = _grid_text(info["grid"])
-        settings[f"tuned {name}: chosen (folds)"] = "; ".join(
-            f"{text} ({n})" for text, n in info["counts"].items()
-        )
-        settings[f"tuned {name}: final model"] = info["final_text"]
-    return SurvivalAnalysis(
-        data, result, list(models), list(baselines), finals, settings, tuning=tuning
+    study = SurvivalStudy(
+        models=list(models),
+        cv=cv,
+        seed=seed,
+        n_jobs=n_jobs,
+        k=k,
+        selection=selection,
+        nested=nested,
+        inner_folds=inner_folds,
     )
+    return study.analyse(design, data.y, cohort=data.cohort).report
 
 
 def _selection_text(selection: str, k: int | None) -> str:
@@ -565,8 +409,14 @@ def _tuning_context(analysis: SurvivalAnalysis) -> dict[str, Any]:
     }
 
 
-def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, Path]:
-    """Write report.html, metrics.json, predictions.csv, folds.csv and models/*.skops."""
+def write_survival_outputs(
+    analysis: SurvivalAnalysis, out: Path, *, extra: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write report.html, metrics.json, predictions.csv, folds.csv and models/*.skops.
+
+    ``extra`` holds keys merged into metrics.json (the study engine's shared keys); its
+    ``comparisons`` (paired differences to the age baseline) are shown in the report too.
+    """
     from radsurv.models.survival import save_model
 
     out = Path(out)
@@ -580,6 +430,7 @@ def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, P
     doc = metrics_document(analysis)
     km_uri, pvalues = _fig_km(analysis, preds)
     doc["logrank_p_repeat0"] = pvalues
+    doc.update(extra or {})
     paths["metrics"] = write_metrics_json(doc, out / "metrics.json")
     top_uri, top_rows = _top_features(analysis)
     cohort = pd.DataFrame(
@@ -616,6 +467,7 @@ def write_survival_outputs(analysis: SurvivalAnalysis, out: Path) -> dict[str, P
         "top_features": top_rows,
         "tuning": _tuning_context(analysis),
         "settings": analysis.settings,
+        **comparison_context((extra or {}).get("comparisons")),
     }
     paths["report"] = render_report("survival.html.j2", context, out / "report.html")
     return paths

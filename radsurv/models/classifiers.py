@@ -45,6 +45,7 @@ from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from radsurv.errors import ConfigError, ModelError
+from radsurv.models.io import TRUSTED_PREFIXES
 from radsurv.models.preprocessing import make_preprocessor
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,8 @@ PARAM_GRIDS: dict[str, dict[str, list[Any]]] = {
     "rf": {"model__min_samples_leaf": [1, 4], "model__max_features": ["sqrt", 0.3]},
 }
 
-#: Type-name prefixes :func:`load_classifier` trusts in a skops file.
-TRUSTED_TYPE_PREFIXES: tuple[str, ...] = ("sklearn.", "xgboost.", "radsurv.", "numpy.")
+#: The one trusted-type list of every radsurv model file (:mod:`radsurv.models.io`).
+TRUSTED_TYPE_PREFIXES = TRUSTED_PREFIXES
 
 
 class ClassifierError(ModelError):
@@ -323,30 +324,18 @@ def feature_weights(fitted: BaseEstimator) -> dict[str, float]:
 
 
 def save_classifier(fitted: BaseEstimator, path: str | Path) -> Path:
-    """Save a fitted pipeline as a skops file (safe to load; see :func:`load_classifier`)."""
-    import skops.io as sio
+    """Save a fitted pipeline as a skops file (:func:`radsurv.models.io.save_estimator`)."""
+    from radsurv.models.io import save_estimator
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump(fitted, path)
-    return path
+    return save_estimator(fitted, path)
 
 
 def load_classifier(path: str | Path) -> BaseEstimator:
     """Load a pipeline saved by :func:`save_classifier`.
 
-    Only types whose module starts with one of :data:`TRUSTED_TYPE_PREFIXES` are accepted;
-    anything else in the file raises :class:`ClassifierError` before an object is built.
+    Only types of :data:`radsurv.models.io.TRUSTED_PREFIXES` are accepted; anything else in the
+    file raises :class:`ClassifierError` before an object is built.
     """
-    import skops.io as sio
+    from radsurv.models.io import load_estimator
 
-    path = Path(path)
-    if not path.is_file():
-        raise ClassifierError(f"{path}: model file not found")
-    untrusted = sio.get_untrusted_types(file=path)
-    bad = [t for t in untrusted if not t.startswith(TRUSTED_TYPE_PREFIXES)]
-    if bad:
-        raise ClassifierError(
-            f"{path}: holds types outside radsurv/scikit-learn/xgboost ({bad}); refusing to load"
-        )
-    return sio.load(path, trusted=untrusted)
+    return load_estimator(path, error=ClassifierError)

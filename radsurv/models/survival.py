@@ -524,37 +524,21 @@ def feature_importance(model: Pipeline) -> dict[str, float]:
     return {n: float(v) for n, v in zip(names, values, strict=True)}
 
 
-#: Module prefixes whose types :func:`load_model` accepts from a skops file.
-TRUSTED_PREFIXES: tuple[str, ...] = ("radsurv.", "sklearn.", "sksurv.", "numpy.", "builtins.")
-
-
 def save_model(model: Any, path: str | Path) -> Path:
-    """Save a fitted model/pipeline with ``skops.io`` (no pickle).
+    """Save a fitted model/pipeline (skops; :func:`radsurv.models.io.save_estimator`)."""
+    from radsurv.models.io import save_estimator
 
-    The file is loaded back with :func:`load_model`. Dependency: ``skops``.
-    """
-    import skops.io as sio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump(model, path)
-    return path
+    return save_estimator(model, path)
 
 
 def load_model(path: str | Path) -> Any:
-    """Load a model saved by :func:`save_model`, trusting only radsurv/sklearn/sksurv/numpy types.
+    """Load a model saved by :func:`save_model` (:func:`radsurv.models.io.load_estimator`).
 
     Raises
     ------
     ModelError
-        When the file references any other type (it is not loaded then).
+        When the file references a type outside :data:`radsurv.models.io.TRUSTED_PREFIXES`.
     """
-    import skops.io as sio
+    from radsurv.models.io import load_estimator
 
-    untrusted = sio.get_untrusted_types(file=path)
-    bad = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-    if bad:
-        raise ModelError(
-            f"{path}: refusing to load types outside radsurv/scikit-learn/scikit-survival: {bad}"
-        )
-    return sio.load(path, trusted=untrusted)
+    return load_estimator(path)

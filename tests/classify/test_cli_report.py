@@ -56,7 +56,8 @@ def test_cli_writes_metrics_predictions_models(classify_run):
         .reindex(pd.read_csv(files["features"])["case_id"])
         .sum()
     )
-    assert metrics["covariates"] == ["age", "resection_GTR", "resection_STR"]
+    # one encoder for every endpoint: STR is the reference level, unknown has an indicator
+    assert metrics["covariates"] == ["age", "resection_GTR", "resection_missing"]
     assert "2 only in features.csv" in metrics["cohort"]["join features + labels"]
     assert metrics["models"]["logreg"]["permutation_test"]["n_permutations"] == 2
     preds = pd.read_csv(out / "predictions.csv")
@@ -70,7 +71,7 @@ def test_cli_writes_metrics_predictions_models(classify_run):
     X = feats[[c for c in card["input_columns"] if c in feats.columns]].assign(
         age=clinical["Age"].astype(float),
         resection_GTR=(clinical["Extent_of_Resection"] == "GTR").astype(float),
-        resection_STR=(clinical["Extent_of_Resection"] == "STR").astype(float),
+        resection_missing=(clinical["Extent_of_Resection"] == "NA").astype(float),
     )[card["input_columns"]]
     p = model.predict_proba(X)[:, 1]
     assert p.shape == (60,) and np.all((p > 0) & (p < 1))

@@ -112,9 +112,11 @@ def test_feature_table_reader_and_covariates(cohort_files):
 
     table = read_survival_table(cohort_files["clinical"])
     cov = covariate_frame(["age", "resection"], table)
-    assert list(cov.columns) == ["age", "resection_GTR", "resection_STR"]
+    # the one encoder of every study: STR is the reference level, unknown has an indicator
+    assert list(cov.columns) == ["age", "resection_GTR", "resection_missing"]
     unknown = table["resection"].isna().to_numpy()
-    assert (cov.loc[unknown, ["resection_GTR", "resection_STR"]] == 0).all().all()
+    assert (cov.loc[unknown, "resection_GTR"] == 0).all()
+    assert (cov.loc[unknown, "resection_missing"] == 1).all()
     with pytest.raises(ClassificationInputError, match="kps"):
         covariate_frame(["kps"], table)
 

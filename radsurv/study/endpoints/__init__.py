@@ -1,0 +1,1 @@
+"""Endpoint definitions plugged into :mod:`radsurv.study.engine`: survival and binary."""

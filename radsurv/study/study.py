@@ -1,0 +1,807 @@
+"""The study API: ``SurvivalStudy(...).run()`` and ``BinaryStudy(...).run()``.
+
+Both build a design (:func:`radsurv.study.design.build_design`), run the engine
+(:func:`radsurv.study.engine.run_engine`) with their endpoint, and return a
+:class:`StudyResult`: ``.summary`` (one row per model and baseline), ``_repr_html_`` for
+notebooks, ``.metrics`` (the metrics.json document), ``.save(dir)`` (report.html,
+metrics.json, predictions.csv, ...) and ``.save_model(dir)`` (a locked model for
+:func:`radsurv.study.locked.predict` / :func:`~radsurv.study.locked.evaluate`).
+
+Example
+-------
+>>> from radsurv.study import SurvivalStudy
+>>> result = SurvivalStudy(clinical="survival_info.csv", features="features.csv",
+...                        covariates="age,resection", models=["cox"], cv="5x5").run()
+>>> result.summary                       # doctest: +SKIP
+>>> result.save("survival_out")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from radsurv.errors import ConfigError
+from radsurv.study.design import (
+    CATEGORICAL,
+    NUMERIC,
+    CovariateSpec,
+    Design,
+    FeatureFilter,
+    build_design,
+    features_settings_hash,
+    parse_covariates,
+    read_clinical,
+    read_features,
+    read_manifest_clinical,
+)
+from radsurv.study.engine import EngineRun, run_engine
+
+log = logging.getLogger(__name__)
+
+PathLike = str | Path
+
+#: The spreads every summary reports (the same words in the terminal, the report, the JSON).
+SPREAD_NOTE = {
+    "survival": "sd = SD of the per-repeat means (SD over folds with a single repeat); "
+    "sd_folds = SD over test folds; ci95 = bootstrap 95% CI of the mean over folds",
+    "binary": "sd = SD over repeats of the pooled out-of-fold metric; "
+    "ci95 = case-level bootstrap 95% CI",
+}
+
+
+def _models(models: str | Sequence[str] | None, default: str) -> list[str]:
+    if models is None:
+        return [default]
+    items = [models] if isinstance(models, str) else list(models)
+    out: list[str] = []
+    for v in items:
+        out += [p.strip() for p in str(v).split(",") if p.strip()]
+    return out or [default]
+
+
+def _features(features: PathLike | pd.DataFrame | None) -> tuple[pd.DataFrame | None, str, Any]:
+    """(table, name, settings hash) of a features argument (path or DataFrame)."""
+    if features is None:
+        return None, "", None
+    if isinstance(features, pd.DataFrame):
+        df = features
+        if "case_id" in df.columns:
+            df = df.set_index("case_id")
+        return df, "features", None
+    path = Path(features)
+    return read_features(path), path.name, features_settings_hash(path)
+
+
+@dataclass
+class StudyResult:
+    """What a study produced; endpoint-specific content under ``report``.
+
+    Attributes
+    ----------
+    endpoint
+        ``"survival"`` or ``"binary"``.
+    design
+        The design (X, covariates with their encoding, notes, cohort).
+    y
+        The target (structured survival array, or 0/1 labels).
+    run
+        The engine's raw output (folds, per-fold outputs, comparisons, final models).
+    report
+        The endpoint's report object (``SurvivalAnalysis`` or ``ClassificationResult``).
+    inputs
+        Input files, the features' extraction settings hash, study settings.
+    """
+
+    endpoint: str
+    design: Design
+    y: Any
+    run: EngineRun
+    report: Any
+    inputs: dict[str, Any] = field(default_factory=dict)
+    labels: Any = None  # BinaryLabels for a binary study
+    cohort_info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- numbers
+    @property
+    def models(self) -> list[str]:
+        return [s.name for s in self.run.specs if s.role == "model"]
+
+    @property
+    def baselines(self) -> list[str]:
+        return [s.name for s in self.run.specs if s.role == "baseline"]
+
+    def _entries(self) -> dict[str, dict[str, Any]]:
+        if self.endpoint == "survival":
+            return dict(self.report.cv.summaries)
+        m = self.report.metrics
+        return {**m["models"], **m["baselines"]}
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per model and baseline: the main metrics (mean, sd, CI) and the paired
+        difference to the reference baseline."""
+        metrics = (
+            ("harrell_c", "uno_c", "td_auc", "ibs")
+            if self.endpoint == "survival"
+            else ("roc_auc", "pr_auc", "balanced_accuracy", "brier")
+        )
+        rows = []
+        entries = self._entries()
+        for spec in self.run.specs:
+            e = entries.get(spec.name, {})
+            row: dict[str, Any] = {"name": spec.name, "role": spec.role}
+            for m in metrics:
+                s = e.get(m, {})
+                ci = s.get("ci95", [math.nan, math.nan])
+                row[m] = s.get("mean", math.nan)
+                row[f"{m}_sd"] = s.get("sd", math.nan)
+                row[f"{m}_ci_low"], row[f"{m}_ci_high"] = ci[0], ci[1]
+            comp = self.run.comparisons.get(spec.name)
+            ref = self.run.reference or ""
+            row[f"diff_vs_{ref}"] = comp["difference"] if comp else math.nan
+            row[f"diff_vs_{ref}_p"] = comp["p_value"] if comp else math.nan
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("name")
+
+    def _repr_html_(self) -> str:
+        title = "survival study" if self.endpoint == "survival" else "binary endpoint study"
+        n = len(self.design.X)
+        head = (
+            f"<p><b>radsurv {title}</b>: {n} cases, {len(self.design.feature_columns)} features, "
+            f"covariates {', '.join(self.design.covariate_columns) or 'none'}; "
+            f"{self.run.n_splits} folds x {self.run.n_repeats} repeats. "
+            f"{SPREAD_NOTE[self.endpoint]}.</p>"
+        )
+        table = self.summary.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-")
+        notes = "".join(f"<li>{n}</li>" for n in self.design.notes)
+        return head + table + (f"<ul>{notes}</ul>" if notes else "")
+
+    def metric(self, name: str, metric: str) -> dict[str, Any]:
+        """``{"mean", "sd", "ci95", ...}`` of one metric of one model or baseline."""
+        return self._entries()[name][metric]
+
+    def shared_keys(self) -> dict[str, Any]:
+        """The metrics.json keys every endpoint shares (besides models and baselines)."""
+        from radsurv.evaluation.report import package_versions
+
+        per_fold = self.run.per_fold.to_dict(orient="records")
+        cv = {
+            "n_splits": self.run.n_splits,
+            "n_repeats": self.run.n_repeats,
+            "seed": self.inputs.get("seed"),
+            "stratified_on": "event x time tertile" if self.endpoint == "survival" else "label",
+        }
+        if self.endpoint == "binary":
+            cv.update(folds=self.run.n_splits, repeats=self.run.n_repeats)
+        return {
+            "endpoint": self.endpoint,
+            "cv": cv,
+            "per_fold": per_fold,
+            "comparisons": self.run.comparisons,
+            "covariate_encoding": self.design.encoder.to_list(),
+            "inputs": {k: v for k, v in self.inputs.items() if k != "seed"},
+            "spread": SPREAD_NOTE[self.endpoint],
+            "versions": package_versions(),
+        }
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The metrics.json document (as :meth:`save` writes it, without file paths)."""
+        if self.endpoint == "survival":
+            from radsurv.evaluation.survival_report import metrics_document
+
+            doc = metrics_document(self.report)
+        else:
+            doc = dict(self.report.metrics)
+            doc["cohort"] = dict(self.cohort_info)
+        doc.update(self.shared_keys())
+        return doc
+
+    # ---------------------------------------------------------------- files
+    def save(self, out: PathLike) -> dict[str, Path]:
+        """Write report.html, metrics.json, predictions.csv (and folds.csv, models/)."""
+        out = Path(out)
+        extra = self.shared_keys()
+        if self.endpoint == "survival":
+            from radsurv.evaluation.survival_report import write_survival_outputs
+
+            return write_survival_outputs(self.report, out, extra=extra)
+        from radsurv.evaluation.classification_report import write_classification_outputs
+
+        labels = self.labels
+        return write_classification_outputs(
+            self.report,
+            out,
+            labels=labels,
+            cohort=self.cohort_info,
+            warnings=self.warnings + self.design.notes,
+            settings=self.inputs.get("settings", {}),
+            title=(
+                f"Classification: {labels.positive} vs {labels.negative}"
+                if labels is not None
+                else "Binary endpoint classification"
+            ),
+            extra=extra,
+        )
+
+    def save_model(self, out: PathLike, **kwargs: Any) -> Path:
+        """Write a locked model folder (see :func:`radsurv.study.locked.save_locked`)."""
+        from radsurv.study.locked import save_locked
+
+        return save_locked(self, out, **kwargs)
+
+    def describe_covariates(self) -> list[str]:
+        """One line per covariate: type (inferred or forced), levels, missing values."""
+        return [c.describe() for c in self.design.encoder.covariates]
+
+
+# ------------------------------------------------------------------------------------ survival
+
+
+class SurvivalStudy:
+    """Cross-validated survival models against age baselines on the same folds.
+
+    Parameters
+    ----------
+    clinical
+        Any clinical CSV (id, time, event and covariate columns; BraTS ``survival_info.csv``
+        as is) or a DataFrame indexed by case id with ``time``/``event``.
+    features
+        Features table (CSV or Parquet path, or a DataFrame indexed by case id), or None.
+    manifest
+        A ``data_manifest.csv`` instead of ``clinical``.
+    covariates
+        ``"age,idh:categorical,kps"`` or a list; forced into every model.
+    models
+        Survival model names (:data:`radsurv.models.survival.MODEL_NAMES`).
+    cv, seed, n_jobs, k, selection, nested, inner_folds
+        As ``radsurv survival``.
+    gtr_only
+        Keep gross-total resections only.
+    permutations
+        Label-permutation test of Harrell's C (0: off).
+    feature_filter
+        A function applied to the feature table before anything else (e.g. a robustness
+        filter); see :data:`radsurv.study.design.FeatureFilter`.
+    id_column, time_column, event_column
+        Column names of a generic clinical table when they are not found by name.
+    """
+
+    endpoint = "survival"
+
+    def __init__(
+        self,
+        clinical: PathLike | pd.DataFrame | None = None,
+        features: PathLike | pd.DataFrame | None = None,
+        *,
+        manifest: PathLike | None = None,
+        covariates: str | Sequence[str | CovariateSpec] | None = "age",
+        models: str | Sequence[str] | None = ("cox",),
+        cv: str = "5x5",
+        seed: int = 0,
+        n_jobs: int = 1,
+        k: int | None = 20,
+        selection: str = "univariate",
+        nested: bool = False,
+        inner_folds: int = 3,
+        gtr_only: bool = False,
+        permutations: int = 0,
+        feature_filter: FeatureFilter | None = None,
+        id_column: str | None = None,
+        time_column: str | None = None,
+        event_column: str | None = None,
+    ) -> None:
+        self.clinical = clinical
+        self.features = features
+        self.manifest = manifest
+        self.covariates = parse_covariates(covariates)
+        self.models = _models(models, "cox")
+        self.cv = cv
+        self.seed = seed
+        self.n_jobs = n_jobs
+        self.k = k if (k is None or k > 0) else None
+        self.selection = selection
+        self.nested = nested
+        self.inner_folds = inner_folds
+        self.gtr_only = gtr_only
+        self.permutations = permutations
+        self.feature_filter = feature_filter
+        self.id_column = id_column
+        self.time_column = time_column
+        self.event_column = event_column
+
+    def read_clinical(self) -> pd.DataFrame:
+        """The clinical table this study reads (any CSV, a manifest, or the given frame)."""
+        if (self.manifest is None) == (self.clinical is None):
+            raise ConfigError("give exactly one of --manifest and --clinical")
+        if self.manifest is not None:
+            return read_manifest_clinical(self.manifest)
+        if isinstance(self.clinical, pd.DataFrame):
+            return self.clinical
+        return read_clinical(
+            self.clinical,
+            id_column=self.id_column,
+            time_column=self.time_column,
+            event_column=self.event_column,
+        )
+
+    def build_design(self) -> Design:
+        """The design step: clinical table + features + covariates (feature filter here)."""
+        table = self.read_clinical()
+        name = (
+            Path(str(self.clinical or self.manifest)).name
+            if not isinstance(self.clinical, pd.DataFrame)
+            else "clinical"
+        )
+        notes: list[str] = []
+        for col in ("time", "event"):
+            if col not in table.columns:
+                raise ConfigError(
+                    f"{name}: no survival {col} column; it has {list(table.columns)} (pass "
+                    "--time-column/--event-column)"
+                )
+        no_target = table["time"].isna() | pd.isna(table["event"])
+        if no_target.any():
+            notes.append(
+                f"{int(no_target.sum())} case(s) without survival time/event left out, e.g. "
+                f"{list(table.index[no_target][:5])}"
+            )
+            table = table[~no_target]
+        keep = None
+        if self.gtr_only:
+            if "resection" not in table.columns:
+                raise ConfigError("--gtr-only needs a resection column in the clinical table")
+            keep = (table["resection"].astype("string") == "GTR").fillna(False).astype(bool)
+            notes.append(f"--gtr-only: {int(keep.sum())} of {len(table)} cases with GTR kept")
+        feats, fname, self._settings_hash = _features(self.features)
+        base = [CovariateSpec("age", NUMERIC), CovariateSpec("resection", CATEGORICAL)]
+        design = build_design(
+            table,
+            feats,
+            self.covariates,
+            baseline_covariates=base,
+            feature_filter=self.feature_filter,
+            keep=keep,
+            clinical_name="clinical",
+            features_name=fname or "features",
+            source_name=name,
+        )
+        design.notes[:0] = notes
+        return design
+
+    def run(self) -> StudyResult:
+        """Build the design, cross-validate, compare with the baselines, refit on all cases."""
+        from radsurv.clinical import survival_target
+
+        design = self.build_design()
+        return self.analyse(design, survival_target(design.clinical))
+
+    def analyse(self, design: Design, y: Any, cohort: dict[str, Any] | None = None) -> StudyResult:
+        """Cross-validate, compare and refit on a built design (``run`` after its design step)."""
+        from radsurv.evaluation.survival_metrics import SurvivalCVResult, summarise_folds
+        from radsurv.evaluation.survival_report import (
+            PREDICTED_DAYS_NOTE,
+            SurvivalAnalysis,
+            SurvivalData,
+            _grid_text,
+            _selection_text,
+            _tuning_document,
+        )
+        from radsurv.study.endpoints.survival import (
+            REFERENCE_BASELINE,
+            SurvivalEndpoint,
+            survival_cohort,
+            survival_specs,
+        )
+
+        self._settings_hash = getattr(self, "_settings_hash", None)
+        notes = design.notes
+        specs = survival_specs(design, self.models, notes)
+        endpoint = SurvivalEndpoint(
+            k=self.k,
+            seed=self.seed,
+            selection=self.selection,
+            inner_folds=self.inner_folds if self.nested else None,
+        )
+        reference = REFERENCE_BASELINE if any(s.name == "age" for s in specs) else None
+        run = run_engine(
+            endpoint,
+            design,
+            y,
+            specs,
+            cv=self.cv,
+            seed=self.seed,
+            n_jobs=self.n_jobs,
+            permutations=self.permutations,
+            reference=reference,
+        )
+        flat = list(run.outputs)
+        cvres = SurvivalCVResult(flat, n_splits=run.n_splits, n_repeats=run.n_repeats)
+        cvres.summaries = summarise_folds(flat, run.n_repeats, seed=self.seed)
+        for name, comp in run.comparisons.items():
+            cvres.summaries[name]["vs_baseline"] = comp
+        for name, perm in run.permutation.items():
+            cvres.summaries[name]["permutation_test"] = perm
+        finals, final_params = {}, {}
+        for name in self.models:
+            if name in run.finals:
+                finals[name] = run.finals[name].estimator
+                final_params[name] = run.finals[name].params
+            else:
+                notes.append(
+                    f"final {name} model could not be fitted on all data: "
+                    f"{run.final_errors.get(name)}"
+                )
+        requested = {s.name: endpoint.build(s, design) for s in specs if s.role == "model"}
+        tuning = (
+            _tuning_document(cvres, requested, final_params, self.inner_folds)
+            if self.nested
+            else {}
+        )
+        n_splits, n_repeats = run.n_splits, run.n_repeats
+        settings = {
+            "models": ", ".join(self.models),
+            "cv": f"{n_splits} folds x {n_repeats} repeats, stratified on event x time tertile",
+            "seed": self.seed,
+            "covariates (forced in)": ", ".join(design.covariate_columns) or "none",
+            "covariate types": "; ".join(c.describe() for c in design.encoder.covariates) or "none",
+            "features": len(design.feature_columns),
+            "in-fold selection": _selection_text(self.selection, self.k)
+            if design.feature_columns
+            else "-",
+            "hyper-parameters": (
+                f"nested: inner {self.inner_folds}-fold CV per outer training fold (Harrell's C)"
+                if self.nested
+                else "fixed defaults"
+            ),
+            "predicted days": PREDICTED_DAYS_NOTE,
+            "jobs": self.n_jobs,
+            "compared with": (
+                f"{reference} baseline, paired on the same folds (Nadeau-Bengio corrected "
+                "resampled t-test)"
+                if reference
+                else "-"
+            ),
+            "spread": SPREAD_NOTE["survival"],
+        }
+        for name, info in tuning.items():
+            settings[f"tuned {name}: grid"] = _grid_text(info["grid"])
+            settings[f"tuned {name}: chosen (folds)"] = "; ".join(
+                f"{text} ({n})" for text, n in info["counts"].items()
+            )
+            settings[f"tuned {name}: final model"] = info["final_text"]
+        for note in notes:
+            log.warning(note)
+        data = SurvivalData(
+            design.X,
+            y,
+            design.covariate_columns,
+            design.feature_columns,
+            notes,
+            cohort if cohort is not None else survival_cohort(design, y),
+        )
+        data.design = design
+        analysis = SurvivalAnalysis(
+            data,
+            cvres,
+            list(self.models),
+            [s.name for s in specs if s.role == "baseline"],
+            finals,
+            settings,
+            tuning=tuning,
+        )
+        inputs = {
+            "clinical": None if isinstance(self.clinical, pd.DataFrame) else self.clinical,
+            "manifest": self.manifest,
+            "features": None
+            if isinstance(self.features, pd.DataFrame)
+            else (str(self.features) if self.features is not None else None),
+            "features_settings_hash": self._settings_hash,
+            "covariates": [s.text() for s in self.covariates],
+            "seed": self.seed,
+            "settings": {
+                "cv": self.cv,
+                "k": self.k,
+                "selection": self.selection,
+                "nested": self.nested,
+                "inner_folds": self.inner_folds,
+                "gtr_only": self.gtr_only,
+                "models": list(self.models),
+            },
+        }
+        inputs = {k: (str(v) if isinstance(v, Path) else v) for k, v in inputs.items()}
+        return StudyResult(
+            "survival", design, y, run, analysis, inputs=inputs, cohort_info=data.cohort
+        )
+
+
+# ------------------------------------------------------------------------------------ binary
+
+
+class BinaryStudy:
+    """Cross-validated classifiers for a 0/1 endpoint against a clinical baseline.
+
+    Parameters
+    ----------
+    features
+        Features table (CSV or Parquet path, or a DataFrame indexed by case id).
+    labels
+        Label table path (case id + label column), or a parsed ``BinaryLabels``; default: the
+        manifest's labels.
+    label_column, positive, negative, drop_unknown
+        As :func:`radsurv.clinical_labels.read_binary_labels`.
+    covariates
+        ``"age,resection"`` etc., from ``clinical`` (any CSV or DataFrame), else the
+        ``manifest``, else the features table itself.
+    models, cv, seed, k, nested, permutations, n_jobs, threshold_folds, n_boot, corr_threshold
+        As ``radsurv classify`` / :class:`radsurv.evaluation.classify.ClassifySettings`.
+    feature_filter
+        Applied to the feature table before anything else.
+    """
+
+    endpoint = "binary"
+
+    def __init__(
+        self,
+        features: PathLike | pd.DataFrame,
+        labels: Any = None,
+        *,
+        label_column: str | None = None,
+        positive: str | None = None,
+        negative: str | None = None,
+        drop_unknown: bool = False,
+        covariates: str | Sequence[str | CovariateSpec] | None = None,
+        clinical: PathLike | pd.DataFrame | None = None,
+        manifest: PathLike | None = None,
+        models: str | Sequence[str] | None = ("logreg",),
+        cv: str = "5x5",
+        seed: int = 0,
+        k: int | None = 20,
+        nested: bool = False,
+        permutations: int = 20,
+        n_jobs: int = 1,
+        threshold_folds: int = 3,
+        n_boot: int = 1000,
+        corr_threshold: float | None = 0.95,
+        feature_filter: FeatureFilter | None = None,
+    ) -> None:
+        self.features = features
+        self.labels = labels
+        self.label_column = label_column
+        self.positive = positive
+        self.negative = negative
+        self.drop_unknown = drop_unknown
+        self.covariates = parse_covariates(covariates)
+        self.clinical = clinical
+        self.manifest = manifest
+        self.models = _models(models, "logreg")
+        self.cv = cv
+        self.seed = seed
+        self.k = k if (k is None or k > 0) else None
+        self.nested = nested
+        self.permutations = permutations
+        self.n_jobs = n_jobs
+        self.threshold_folds = threshold_folds
+        self.n_boot = n_boot
+        self.corr_threshold = corr_threshold
+        self.feature_filter = feature_filter
+
+    def settings(self) -> Any:
+        from radsurv.evaluation.classify import ClassifySettings
+
+        return ClassifySettings(
+            models=tuple(self.models),
+            cv=self.cv,
+            seed=self.seed,
+            k=self.k,
+            corr_threshold=self.corr_threshold,
+            nested=self.nested,
+            threshold_folds=self.threshold_folds,
+            permutations=self.permutations,
+            n_boot=self.n_boot,
+            n_jobs=self.n_jobs,
+        )
+
+    def read_labels(self) -> Any:
+        from radsurv.clinical_labels import BinaryLabels, read_binary_labels
+        from radsurv.evaluation.classify import ClassificationInputError
+
+        if isinstance(self.labels, BinaryLabels):
+            return self.labels
+        path = self.labels or self.manifest
+        if path is None:
+            raise ClassificationInputError("no labels: pass --labels FILE (or --manifest M)")
+        return read_binary_labels(
+            path,
+            label_column=self.label_column,
+            positive=self.positive,
+            negative=self.negative,
+            drop_unknown=self.drop_unknown,
+        )
+
+    def _covariate_source(self) -> tuple[pd.DataFrame | None, str]:
+        from radsurv.evaluation.classify import ClassificationInputError
+
+        if isinstance(self.clinical, pd.DataFrame):
+            return self.clinical, "clinical"
+        if self.clinical is not None:
+            return read_clinical(self.clinical), str(self.clinical)
+        if self.manifest is not None:
+            path = Path(self.manifest)
+            if not path.is_file():
+                raise ClassificationInputError(f"{path}: manifest not found")
+            table = pd.read_csv(path, dtype={"case_id": str})
+            if "case_id" not in table.columns:
+                raise ClassificationInputError(f"{path}: no case_id column; is it a manifest?")
+            return table.set_index("case_id"), str(path)
+        return None, ""
+
+    def build_design(self) -> tuple[Design, Any, dict[str, Any], list[str]]:
+        """(design, parsed labels, cohort facts, warnings): the design step of the study."""
+        from radsurv.clinical import join_tables
+        from radsurv.evaluation.classify import ClassificationInputError
+
+        parsed = self.read_labels()
+        feats, fname, self._settings_hash = _features(self.features)
+        if feats is None:
+            raise ClassificationInputError("no features: pass --features FILE")
+        lname = Path(str(parsed.source)).name
+        joined = join_tables(feats[[]], parsed.y, left_name=fname, right_name=lname)
+        warnings: list[str] = []
+        cohort: dict[str, Any] = {
+            "features file": str(self.features)
+            if not isinstance(self.features, pd.DataFrame)
+            else "DataFrame",
+            "labels file": parsed.source,
+            "join features + labels": joined.summary(),
+        }
+        if joined.only_left or joined.only_right:
+            warnings.append(f"ids not matched between features and labels: {joined.summary()}")
+        clin = joined.table[["label"]].copy()
+        if self.covariates:
+            source, sname = self._covariate_source()
+            if source is None:
+                names = [s.name for s in self.covariates]
+                missing = [c for c in names if c not in feats.columns]
+                if missing:
+                    raise ClassificationInputError(
+                        f"covariates {missing} are not in {self.features}; pass --clinical or "
+                        "--manifest"
+                    )
+                clin = clin.join(feats[names])
+                feats = feats.drop(columns=names)
+            else:
+                cols = [c for c in source.columns if c != "label"]
+                cj = join_tables(
+                    clin[[]],
+                    source[cols],
+                    how="left",
+                    left_name="cohort",
+                    right_name=Path(sname).name,
+                )
+                if cj.only_left:
+                    warnings.append(
+                        f"{len(cj.only_left)} cases have no row in {sname} "
+                        f"(covariates imputed in-fold): {', '.join(cj.only_left[:5])}"
+                    )
+                cohort["join cohort + covariates"] = cj.summary()
+                clin = clin.join(cj.table)
+        design = build_design(
+            clin,
+            feats.loc[clin.index],
+            self.covariates,
+            feature_filter=self.feature_filter,
+            clinical_name="labels",
+            features_name=fname,
+            source_name=Path(str(self.clinical or self.manifest or self.features)).name
+            if not isinstance(self.clinical, pd.DataFrame)
+            else "DataFrame",
+        )
+        design.cohort.update(cohort)
+        return design, parsed, cohort, warnings
+
+    def run(self) -> StudyResult:
+        """Build the design, cross-validate, compare with the baseline, refit on all cases."""
+        from radsurv.study.endpoints.binary import (
+            BinaryEndpoint,
+            binary_specs,
+            classification_result,
+        )
+
+        settings = self.settings()
+        settings.validate()
+        design, parsed, cohort, warnings = self.build_design()
+        y = design.clinical["label"].astype(int).to_numpy()
+        specs = binary_specs(design, self.models)
+        endpoint = BinaryEndpoint(settings, source=f"labels {parsed.source}")
+        reference = specs[-1].name
+        run = run_engine(
+            endpoint,
+            design,
+            y,
+            specs,
+            cv=settings.cv,
+            seed=settings.seed,
+            n_jobs=settings.n_jobs,
+            permutations=settings.permutations,
+            permutation_repeats=settings.permutation_repeats,
+            reference=reference,
+        )
+        cols = design.covariate_columns + design.feature_columns
+        result = classification_result(run, design.X[cols], y, design.covariate_columns, settings)
+        result.metrics["covariate_types"] = [c.describe() for c in design.encoder.covariates]
+        inputs = {
+            "features": None if isinstance(self.features, pd.DataFrame) else str(self.features),
+            "labels": str(parsed.source),
+            "clinical": None
+            if isinstance(self.clinical, pd.DataFrame) or self.clinical is None
+            else str(self.clinical),
+            "manifest": str(self.manifest) if self.manifest else None,
+            "features_settings_hash": self._settings_hash,
+            "covariates": [s.text() for s in self.covariates],
+            "seed": self.seed,
+            "settings": {
+                "features": str(self.features),
+                "labels": str(self.labels or self.manifest),
+                "label column": parsed.label_column,
+                "positive class": parsed.positive,
+                "covariates": ",".join(design.covariate_columns) or "none",
+                "covariate types": "; ".join(c.describe() for c in design.encoder.covariates)
+                or "none",
+                "clinical": str(self.clinical or self.manifest or "")
+                if not isinstance(self.clinical, pd.DataFrame)
+                else "DataFrame",
+                "compared with": f"{reference} baseline, paired on the same folds "
+                "(Nadeau-Bengio corrected resampled t-test on per-fold ROC AUC)",
+            },
+        }
+        return StudyResult(
+            "binary",
+            design,
+            y,
+            run,
+            result,
+            inputs=inputs,
+            labels=parsed,
+            cohort_info=cohort,
+            warnings=warnings,
+        )
+
+
+def summary_lines(result: StudyResult) -> list[str]:
+    """The terminal lines of a result: main metric per model and baseline, spreads named."""
+    out = []
+    entries = result._entries()
+    metric = "harrell_c" if result.endpoint == "survival" else "roc_auc"
+    label = "Harrell C" if metric == "harrell_c" else "ROC AUC"
+    for spec in result.run.specs:
+        e = entries.get(spec.name, {}).get(metric, {})
+        ci = e.get("ci95", [math.nan, math.nan])
+        line = (
+            f"{spec.name:>16}: {label} {e.get('mean', math.nan):.3f} "
+            f"(sd {e.get('sd', math.nan):.3f}), 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]"
+        )
+        comp = result.run.comparisons.get(spec.name)
+        if comp and np.isfinite(comp.get("difference", math.nan)):
+            lo, hi = comp["ci95"]
+            line += (
+                f"; vs {comp['reference']} {comp['difference']:+.3f} "
+                f"[{lo:+.3f}, {hi:+.3f}], p {comp['p_value']:.3f}"
+            )
+        perm = entries.get(spec.name, {}).get("permutation_test")
+        if perm:
+            line += f", permutation p {perm['p_value']:.3f}"
+        if spec.role == "baseline":
+            line += " (baseline)"
+        out.append(line)
+    out.append(f"({SPREAD_NOTE[result.endpoint]})")
+    return out
