@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -145,8 +146,24 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -
     return float(total / len(y))
 
 
+def constant_within(p: np.ndarray, groups: np.ndarray | None) -> bool:
+    """Whether predictions are constant within each group (e.g. each test fold).
+
+    Such a model (the ``prevalence`` baseline) cannot rank cases: pooled over folds its
+    per-fold constants would still give an AUC away from 0.5, an artefact of which fold a case
+    fell in (folds with more positives in training have fewer in test).
+    """
+    if groups is None:
+        return bool(np.ptp(p) == 0) if len(p) else False
+    frame = pd.DataFrame({"p": p, "g": np.asarray(groups)})
+    return bool((frame.groupby("g")["p"].agg(np.ptp) == 0).all())
+
+
 def binary_metrics(
-    y: np.ndarray, p: np.ndarray, predicted: np.ndarray | None = None
+    y: np.ndarray,
+    p: np.ndarray,
+    predicted: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All metrics of :data:`METRIC_NAMES` for one set of predictions.
 
@@ -159,6 +176,10 @@ def binary_metrics(
     predicted
         0/1 class predictions (e.g. ``p >= threshold`` with a threshold chosen in the training
         folds); threshold metrics are NaN when omitted.
+    groups
+        The test fold of each prediction when ``p`` pools several folds. Predictions constant
+        within every fold carry no ranking: ROC AUC is then exactly 0.5, PR AUC the
+        prevalence, and the calibration slope undefined (NaN).
 
     Returns
     -------
@@ -169,12 +190,15 @@ def binary_metrics(
     p = np.asarray(p, dtype=float)
     out = dict.fromkeys(METRIC_NAMES, math.nan)
     two_classes = np.unique(y).size == 2
+    no_ranking = constant_within(p, groups)
     if two_classes:
-        out["roc_auc"] = float(roc_auc_score(y, p))
-        out["pr_auc"] = float(average_precision_score(y, p))
+        out["roc_auc"] = 0.5 if no_ranking else float(roc_auc_score(y, p))
+        out["pr_auc"] = float(y.mean()) if no_ranking else float(average_precision_score(y, p))
     out["brier"] = float(brier_score_loss(y, p, labels=[0, 1]))
     out["ece"] = expected_calibration_error(y, p)
     out["calibration_slope"], out["calibration_intercept"] = calibration_slope_intercept(y, p)
+    if no_ranking:
+        out["calibration_slope"] = math.nan  # no spread of predictions to recalibrate
     if predicted is not None:
         c = confusion_counts(y, predicted)
         sens = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else math.nan
@@ -209,6 +233,7 @@ def bootstrap_cis(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    no_ranking: bool = False,
 ) -> dict[str, tuple[float, float]]:
     """Case-level bootstrap 95 % CIs of every metric averaged over CV repeats.
 
@@ -231,6 +256,9 @@ def bootstrap_cis(
         Bootstrap resamples.
     seed
         Seed of the resampling.
+    no_ranking
+        The predictions are constant within each test fold (see :func:`binary_metrics`): ROC AUC
+        is 0.5 and PR AUC the prevalence in every resample, the calibration slope undefined.
 
     Returns
     -------
@@ -268,6 +296,11 @@ def bootstrap_cis(
             slow[3, b] = expected_calibration_error(yb[b], pb[b])
         for i, name in enumerate(("pr_auc", "calibration_slope", "calibration_intercept", "ece")):
             samples[name].append(slow[i])
+    if no_ranking:
+        # a class-stratified resample keeps the prevalence, and constant scores rank nothing
+        samples["roc_auc"] = [np.full(n_boot, 0.5)]
+        samples["pr_auc"] = [np.full(n_boot, float(y.mean()))]
+        samples["calibration_slope"] = []
     out: dict[str, tuple[float, float]] = {}
     for name in METRIC_NAMES:
         if not samples[name]:

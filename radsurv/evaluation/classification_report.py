@@ -29,6 +29,7 @@ from radsurv.evaluation.classify import ClassificationResult, oof_matrix
 from radsurv.evaluation.report import (
     comparison_context,
     figure_to_data_uri,
+    format_estimate,
     format_number,
     new_figure,
     render_report,
@@ -165,12 +166,9 @@ def _metric_rows(result: ClassificationResult) -> list[dict[str, Any]]:
         for metric in METRIC_NAMES:
             m = entry[metric]
             lo, hi = m["ci95"]
-            cells.append(
-                {
-                    "main": f"{format_number(m['mean'])} ± {format_number(m['sd'])}",
-                    "ci": f"[{format_number(lo)}, {format_number(hi)}]",
-                }
-            )
+            main = format_estimate(m["mean"], m["sd"])
+            ci = format_estimate(m["mean"], None, [lo, hi])
+            cells.append({"main": main, "ci": ci[ci.index("[") :] if "[" in ci else ""})
         perm = entry.get("permutation_test")
         rows.append(
             {

@@ -47,6 +47,7 @@ from radsurv.evaluation.classification_metrics import (
     METRIC_NAMES,
     binary_metrics,
     bootstrap_cis,
+    constant_within,
     youden_threshold,
 )
 from radsurv.evaluation.cv import parse_cv_spec
@@ -377,7 +378,10 @@ def _per_repeat_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (role, model, repeat), grp in predictions.groupby(["role", "model", "repeat"], sort=False):
         m = binary_metrics(
-            grp["label"].to_numpy(), grp["probability"].to_numpy(), grp["predicted"].to_numpy()
+            grp["label"].to_numpy(),
+            grp["probability"].to_numpy(),
+            grp["predicted"].to_numpy(),
+            groups=grp["fold"].to_numpy(),
         )
         rows.append({"role": role, "model": model, "repeat": repeat, **m})
     return pd.DataFrame(rows)
@@ -409,7 +413,14 @@ def _summaries(
     for role, name in specs:
         rows = per_repeat[(per_repeat["role"] == role) & (per_repeat["model"] == name)]
         _, labels, probs, preds = oof_matrix(predictions, role, name)
-        cis = bootstrap_cis(labels, list(probs), list(preds), n_boot=settings.n_boot)
+        sub = predictions[(predictions["role"] == role) & (predictions["model"] == name)]
+        no_ranking = all(
+            constant_within(g["probability"].to_numpy(), g["fold"].to_numpy())
+            for _, g in sub.groupby("repeat")
+        )
+        cis = bootstrap_cis(
+            labels, list(probs), list(preds), n_boot=settings.n_boot, no_ranking=no_ranking
+        )
         entry: dict[str, Any] = {}
         for metric in METRIC_NAMES:
             s = summarise_metric(rows[metric].to_numpy(), settings.seed, n_boot=200)

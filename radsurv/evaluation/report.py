@@ -136,8 +136,25 @@ def new_figure(figsize: tuple[float, float] = (6.0, 4.0)) -> tuple[Any, Any]:
     return fig, fig.add_subplot(1, 1, 1)
 
 
-def format_number(value: Any, digits: int = 3) -> str:
-    """Format a number for a table: fixed digits, ``n/a`` for None/NaN, ints unchanged."""
+def _decimals(value: float, digits: int) -> int:
+    """Decimals that show ``digits`` significant digits of ``value`` (0 from 10**digits up)."""
+    if value == 0 or not math.isfinite(value):
+        return digits
+    return max(0, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def format_number(value: Any, digits: int = 3, decimals: int | None = None) -> str:
+    """Format a number for a table with ``digits`` significant digits.
+
+    ``n/a`` for None/NaN, ints unchanged, large values as plain integers (100123, never
+    1e+05), tiny ones in scientific notation. ``decimals`` forces the decimals (to align a
+    spread or a CI with its estimate).
+
+    Examples
+    --------
+    >>> format_number(0.62549), format_number(100123.4), format_number(0.0345), format_number(0)
+    ('0.625', '100123', '0.0345', '0')
+    """
     if value is None:
         return "n/a"
     if isinstance(value, (bool, np.bool_)):
@@ -150,9 +167,63 @@ def format_number(value: Any, digits: int = 3) -> str:
         return str(value)
     if math.isnan(f):
         return "n/a"
-    if f != 0 and (abs(f) >= 1e5 or abs(f) < 10 ** (-digits)):
-        return f"{f:.{digits}g}"
-    return f"{f:.{digits}f}"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    if decimals is None:
+        if f == 0:
+            return "0"
+        if abs(f) < 1e-4:
+            return f"{f:.{max(digits - 1, 0)}e}"
+        decimals = _decimals(f, digits)
+    return f"{f:.{decimals}f}"
+
+
+def is_float_noise(spread: float, reference: float) -> bool:
+    """Whether a spread is floating-point noise of a constant (e.g. 6.8e-17 around 0.459)."""
+    return math.isfinite(spread) and abs(spread) <= 1e-12 * max(1.0, abs(reference))
+
+
+def format_estimate(
+    mean: Any, spread: Any = None, ci: Sequence[Any] | None = None, digits: int = 3
+) -> str:
+    """``mean ± spread [lo, hi]`` with ``digits`` significant digits on the mean, and the
+    spread and CI at the mean's decimals; a spread that is float noise of a constant shows as
+    0, one below the mean's last digit as ``<0.001``.
+
+    Examples
+    --------
+    >>> format_estimate(0.459, 6.8e-17, [0.459, 0.459])
+    '0.459 ± 0 [0.459, 0.459]'
+    >>> format_estimate(100123.4, 1221.3, [77924.1, 100456.0])
+    '100123 ± 1221 [77924, 100456]'
+    """
+    m = _as_float(mean)
+    text = format_number(m, digits)
+    if not math.isfinite(m):
+        return text
+    dec = _decimals(m, digits) if m != 0 else digits
+    if spread is not None:
+        sd = _as_float(spread)
+        if math.isnan(sd):
+            text += " ± n/a"
+        elif is_float_noise(sd, m):
+            text += " ± 0"
+        elif round(sd, dec) == 0:
+            text += f" ± <{10.0**-dec:.{dec}f}"
+        else:
+            text += f" ± {format_number(sd, digits, decimals=dec)}"
+    if ci is not None:
+        lo, hi = (_as_float(v) for v in ci)
+        low, high = (format_number(v, digits, decimals=dec) for v in (lo, hi))
+        text += f" [{low}, {high}]"
+    return text
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def summarise_metric(

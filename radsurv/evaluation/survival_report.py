@@ -26,6 +26,7 @@ from radsurv.evaluation.report import (
     comparison_context,
     dataframe_rows,
     figure_to_data_uri,
+    format_estimate,
     format_number,
     new_figure,
     render_report,
@@ -382,10 +383,7 @@ def _metric_rows(analysis: SurvivalAnalysis) -> list[dict[str, Any]]:
         cells = []
         for metric in TABLE_METRICS:
             m = summ.get(metric, {})
-            digits = 0 if metric == "mse" else 3
-            text = f"{format_number(m.get('mean'), digits)} ± {format_number(m.get('sd'), digits)}"
-            ci = m.get("ci95", [math.nan, math.nan])
-            text += f" [{format_number(ci[0], digits)}, {format_number(ci[1], digits)}]"
+            text = format_estimate(m.get("mean"), m.get("sd"), m.get("ci95", [math.nan] * 2))
             if m.get("n_undefined"):
                 text += f" ({m['n_undefined']} folds undefined)"
             cells.append(text)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from radsurv.errors import ConfigError
+from radsurv.evaluation.report import format_estimate
 from radsurv.study.design import (
     CATEGORICAL,
     NUMERIC,
@@ -786,10 +787,8 @@ def summary_lines(result: StudyResult) -> list[str]:
     for spec in result.run.specs:
         e = entries.get(spec.name, {}).get(metric, {})
         ci = e.get("ci95", [math.nan, math.nan])
-        line = (
-            f"{spec.name:>16}: {label} {e.get('mean', math.nan):.3f} "
-            f"(sd {e.get('sd', math.nan):.3f}), 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]"
-        )
+        estimate = format_estimate(e.get("mean", math.nan), e.get("sd", math.nan), ci)
+        line = f"{spec.name:>16}: {label} {estimate}"
         comp = result.run.comparisons.get(spec.name)
         if comp and np.isfinite(comp.get("difference", math.nan)):
             lo, hi = comp["ci95"]

@@ -42,7 +42,12 @@ def test_shuffled_labels_give_auc_near_chance(design):
     shuffled = pd.Series(np.random.default_rng(11).permutation(y.to_numpy()), index=y.index)
     res = run_classification(X, shuffled, ClassifySettings(**FAST))
     assert abs(res.metrics["models"]["logreg"]["roc_auc"]["mean"] - 0.5) < 0.15
-    assert res.metrics["baselines"]["prevalence"]["roc_auc"]["mean"] == pytest.approx(0.5)
+    prevalence = res.metrics["baselines"]["prevalence"]
+    # constant within each fold: exactly no discrimination, not an artefact of pooled folds
+    assert prevalence["roc_auc"]["mean"] == 0.5 and prevalence["roc_auc"]["sd"] == 0
+    assert prevalence["roc_auc"]["ci95"] == [0.5, 0.5]
+    assert prevalence["pr_auc"]["mean"] == pytest.approx(float(shuffled.mean()))
+    assert np.isnan(prevalence["calibration_slope"]["mean"])
 
 
 @pytest.mark.slow

@@ -94,3 +94,27 @@ def test_permutation_p_value_and_its_resolution():
 def test_undefined_metrics_are_nan_not_errors():
     m = binary_metrics(np.ones(5, dtype=int), np.linspace(0.1, 0.9, 5))
     assert math.isnan(m["roc_auc"]) and math.isnan(m["sensitivity"])
+
+
+def test_per_fold_constant_predictions_rank_nothing() -> None:
+    from radsurv.evaluation.classification_metrics import binary_metrics
+
+    # two folds, each predicting its training prevalence: pooled, sklearn would give 0 here
+    y = np.array([1, 1, 0, 0, 0, 1, 0, 0])
+    p = np.array([0.2, 0.2, 0.2, 0.2, 0.6, 0.6, 0.6, 0.6])
+    folds = np.array([1, 1, 1, 1, 2, 2, 2, 2])
+    m = binary_metrics(y, p, groups=folds)
+    assert m["roc_auc"] == 0.5 and m["pr_auc"] == pytest.approx(3 / 8)
+    assert np.isnan(m["calibration_slope"])
+    assert binary_metrics(y, p)["roc_auc"] != 0.5  # without the folds it cannot know
+
+
+def test_estimates_print_fixed_significant_digits() -> None:
+    from radsurv.evaluation.report import format_estimate
+
+    assert format_estimate(0.459, 6.8e-17, [0.459, 0.459]) == "0.459 ± 0 [0.459, 0.459]"
+    assert format_estimate(-3.793, 5.77e-15) == "-3.79 ± 0"
+    assert format_estimate(100123.4, 1221.3, [77924.1, 100456.0]) == "100123 ± 1221 [77924, 100456]"
+    assert format_estimate(0.715, 0.0094, [0.70, 0.73]) == "0.715 ± 0.009 [0.700, 0.730]"
+    assert format_estimate(0.715, 0.0001) == "0.715 ± <0.001"
+    assert format_estimate(float("nan"), 0.1) == "n/a"
