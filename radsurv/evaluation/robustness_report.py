@@ -33,7 +33,7 @@ def _box_figure(table: pd.DataFrame, column: str, label: str) -> str:
     groups = [(k, v) for k, v in groups if v.size]
     fig, ax = new_figure((7.0, max(2.0, 0.45 * len(groups) + 1.2)))
     if groups:
-        ax.boxplot([v for _, v in groups], vert=False, widths=0.6, showfliers=True)
+        ax.boxplot([v for _, v in groups], orientation="horizontal", widths=0.6, showfliers=True)
         ax.set_yticks(range(1, len(groups) + 1), [f"{k} (n={v.size})" for k, v in groups])
     for x, style in ((0.75, "--"), (0.9, ":")):
         ax.axvline(x, color="grey", linestyle=style, linewidth=1)
