@@ -78,6 +78,10 @@ def classify(
         20, "--permutations", help="Label permutations for the AUC test (0: off)."
     ),
     out: Path = typer.Option(..., "--out", help="Output folder."),
+    robustness: Path | None = typer.Option(
+        None, "--robustness", help="robustness.csv: keep only features with ICC >= --min-icc."
+    ),
+    min_icc: float = typer.Option(0.75, "--min-icc", help="ICC(2,1) threshold of --robustness."),
 ) -> None:
     """Cross-validate classifiers for a binary endpoint against a clinical baseline."""
     from radsurv.clinical import join_tables
@@ -103,13 +107,23 @@ def classify(
     )
     typer.echo(f"positive class: '{parsed.positive}' (label 1); {parsed.summary()}")
     feats = read_feature_table(features)
+    from radsurv.features.icc import apply_robustness_option
+
+    robust_notes: list[str] = []
+    robust_cohort: dict[str, object] = {}
+    cov_list = [c.strip() for c in (covariates or "").split(",") if c.strip()]
+    feats = apply_robustness_option(
+        feats, robustness, min_icc, cov_list, robust_notes, robust_cohort
+    )
     joined = join_tables(feats, parsed.y, left_name=features.name, right_name=Path(label_path).name)
     warnings: list[str] = []
     cohort: dict[str, object] = {
         "features file": str(features),
         "labels file": parsed.source,
         "join features + labels": joined.summary(),
+        **robust_cohort,
     }
+    warnings += robust_notes
     if joined.only_left or joined.only_right:
         warnings.append(f"ids not matched between features and labels: {joined.summary()}")
     table = joined.table

@@ -87,6 +87,10 @@ def survival(
         help="Tune hyper-parameters by an inner CV on every outer training fold.",
     ),
     inner_folds: int = typer.Option(3, "--inner-folds", help="Folds of the inner (nested) CV."),
+    robustness: Path | None = typer.Option(
+        None, "--robustness", help="robustness.csv: keep only features with ICC >= --min-icc."
+    ),
+    min_icc: float = typer.Option(0.75, "--min-icc", help="ICC(2,1) threshold of --robustness."),
 ) -> None:
     """Cross-validated survival models against age baselines: report.html, metrics.json, ..."""
     from radsurv.evaluation.survival_report import (
@@ -98,7 +102,17 @@ def survival(
     table = _read_clinical(manifest, clinical)
     feats = _read_features(features) if features is not None else None
     covs = [c.strip() for c in covariates.split(",") if c.strip()]
+    robust_notes: list[str] = []
+    robust_cohort: dict = {}
+    if feats is not None:
+        from radsurv.features.icc import apply_robustness_option
+
+        feats = apply_robustness_option(
+            feats, robustness, min_icc, covs, robust_notes, robust_cohort
+        )
     data = build_design(table, feats, covs, gtr_only=gtr_only)
+    data.notes += robust_notes
+    data.cohort.update(robust_cohort)
     analysis = run_survival_analysis(
         data,
         model,

@@ -297,3 +297,32 @@ def select_robust_features(
     )
     columns = [c for c in features.columns if c in keep_set or c in set(kept)]
     return features[columns], selection
+
+
+def apply_robustness_option(
+    features: pd.DataFrame,
+    robustness: str | Path | None,
+    min_icc: float = 0.75,
+    keep: tuple[str, ...] | list[str] = (),
+    notes: list[str] | None = None,
+    cohort: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """``--robustness FILE --min-icc X`` of ``radsurv survival`` and ``radsurv classify``.
+
+    Without ``robustness`` the table is returned as it is. Otherwise the non-robust columns are
+    dropped (:func:`select_robust_features`), one line is appended to ``notes`` (shown in the
+    report and metrics.json) and ``cohort["robustness"]`` gets the counts.
+    """
+    if robustness is None:
+        return features
+    filtered, selection = select_robust_features(features, robustness, min_icc, keep)
+    if not selection.kept:
+        raise ConfigError(
+            f"--min-icc {min_icc:g}: no feature of {selection.n_features} reaches it in "
+            f"{robustness}; lower --min-icc or drop --robustness"
+        )
+    if notes is not None:
+        notes.append(selection.text())
+    if cohort is not None:
+        cohort["robustness"] = selection.summary()
+    return filtered
