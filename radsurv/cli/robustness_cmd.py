@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from radsurv.cli import feature_options as opt
 from radsurv.cli.app import app
 
 
@@ -63,26 +64,14 @@ def robustness_cmd(
         "--reference",
         help="Segmentation that is perturbed and called original: ground-truth or a --masks NAME.",
     ),
-    params: str = typer.Option(
-        "brats-original",
-        "--params",
-        help="brats-original, brats-filters, or a PyRadiomics parameter file (.yaml).",
-    ),
-    intensity: str = typer.Option(
-        "zscore-brain", "--intensity", help="zscore-brain (inside non-zero voxels) or as-is."
-    ),
-    regions: str = typer.Option(None, "--regions", help="Subset of NCR,ED,ET,TC,WT (default all)."),
-    modalities: str = typer.Option(
-        None, "--modalities", help="Subset of flair,t1,t1gd,t2 (default: those every case has)."
-    ),
+    params: str = opt.PARAMS,
+    intensity: str = opt.INTENSITY,
+    regions: str = opt.REGIONS,
+    modalities: str = opt.MODALITIES,
     seed: int = typer.Option(0, "--seed", help="Seed of the random perturbations."),
-    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes (default all cores)."),
-    dask: str = typer.Option(
-        None, "--dask", help="Address of a Dask scheduler (tcp://host:8786) to run the tasks on."
-    ),
-    progress: bool = typer.Option(
-        None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."
-    ),
+    jobs: int = opt.JOBS,
+    dask: str = opt.DASK,
+    progress: bool = opt.PROGRESS,
 ) -> None:
     """ICC(2,1) of every feature under perturbations and across segmentations.
 

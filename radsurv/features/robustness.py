@@ -286,18 +286,6 @@ def variant_features(
     return values, merge_notes(*all_notes)
 
 
-def task_variant(
-    rc: RobustCase,
-    config: ExtractionConfig,
-    mask_set: str | None,
-    perturbation: Perturbation | None,
-    index: int,
-    seed: int,
-) -> tuple[tuple[dict[str, float], list[str]], float]:
-    """Worker task: :func:`variant_features`, timed."""
-    return _timed(variant_features, rc, config, mask_set, perturbation, index, seed)
-
-
 # ---------------------------------------------------------------------------------- runner
 
 
@@ -394,8 +382,9 @@ def _run(
                     shared = backend.share(rc)
                     for v in variants:
                         f = backend.submit(
-                            task_variant, shared, config, v.mask_set, v.perturbation, v.index, seed
-                        )
+                            _timed, variant_features, shared, config, v.mask_set,
+                            v.perturbation, v.index, seed,
+                        )  # fmt: skip
                         futures[f] = (cid, v.name)
                     job.remaining = len(variants)
                 else:
