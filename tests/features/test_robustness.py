@@ -230,3 +230,35 @@ def test_robustness_page_opens_in_a_real_browser(
     check = check_html_in_browser(tmp_path / "robustness.html", screenshot_dir / "robustness.png")
     assert not check.console_errors, check.console_errors
     assert check.images == check.images_loaded >= 5
+
+
+def test_original_rows_equal_extract_features(
+    phantoms: list[Case], fast_params: Path, rel_diff
+) -> None:
+    """The wider crop (room for the perturbations) leaves the unperturbed features unchanged."""
+    from radsurv.features import extract_features
+
+    kw = {"params": str(fast_params), "regions": ["ET", "WT"], "jobs": 1}
+    plain = extract_features(phantoms[:2], **kw).features.set_index("case_id")
+    res = compute_robustness(phantoms[:2], perturbations="rotate:10,dilate", **kw)
+    original = res.features[res.features["perturbation"] == "original"].set_index("case_id")
+    for cid in plain.index:
+        worst, where = rel_diff(
+            plain.loc[cid].to_dict(), original.loc[cid, plain.columns].to_dict()
+        )
+        assert worst <= 1e-9, (cid, where, worst)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_equals_local_run(phantoms: list[Case]) -> None:
+    from distributed import LocalCluster
+
+    kw = {"perturbations": "erode,noise", "params": SHAPE_ONLY, "regions": ["WT"], "seed": 2}
+    local = compute_robustness(phantoms[:2], jobs=1, **kw)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+        scheduler_kwargs={"host": "127.0.0.1"}, dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        on_dask = compute_robustness(phantoms[:2], dask=cluster.scheduler_address, **kw)
+    assert on_dask.provenance["backend"] == "dask"
+    pd.testing.assert_frame_equal(on_dask.features, local.features)
