@@ -65,7 +65,7 @@ def _fractions(table: pd.DataFrame, column: str) -> dict[str, Any]:
             "ICC >= 0.75": float((icc >= 0.75).mean()) if len(icc) else np.nan,
             "ICC >= 0.9": float((icc >= 0.9).mean()) if len(icc) else np.nan,
         }
-    frame = pd.DataFrame(rows).T
+    frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = column
     return dataframe_rows(frame)
 
