@@ -262,3 +262,16 @@ def test_dask_local_cluster_equals_local_run(phantoms: list[Case]) -> None:
         on_dask = compute_robustness(phantoms[:2], dask=cluster.scheduler_address, **kw)
     assert on_dask.provenance["backend"] == "dask"
     pd.testing.assert_frame_equal(on_dask.features, local.features)
+
+
+def test_cli_bad_options_exit_2(tmp_path: Path, cohort: tuple[Path, Path]) -> None:
+    manifest, _ = cohort
+    base = ["robustness", "--manifest", str(manifest), "-o", str(tmp_path / "r.csv")]
+    for extra, message in (
+        (["--perturbations", "blur"], "unknown 'blur'"),
+        (["--perturbations", "none"], "nothing to compare"),
+        (["--reference", "isen"], "not a mask set name"),
+        (["--masks", str(tmp_path / "missing")], "not a folder"),
+    ):
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert result.exit_code == 2 and message in result.output, (extra, result.output)
