@@ -330,12 +330,15 @@ def _run(
     backend: Any,
     progress: ProgressCallback | None,
 ) -> dict[str, dict[str, Any]]:
+    """Prepare each case once, then one task per variant; case_id -> record (rows by variant).
+
+    At most ``workers + 1`` cases are in flight, which bounds the memory of the payloads.
+    """
     records: dict[str, dict[str, Any]] = {}
     todo = deque(refs)
     jobs: dict[str, _CaseJob] = {}
     futures: dict[Any, tuple[str, str]] = {}
     max_active = backend.workers + 1
-    by_name = {v.name: v for v in variants}
 
     def finish(cid: str, error: BaseException | None = None) -> None:
         job = jobs.pop(cid)
@@ -389,7 +392,7 @@ def _run(
                     job.remaining = len(variants)
                 else:
                     values, notes = result
-                    job.rows[by_name[name].name] = values
+                    job.rows[name] = values
                     job.notes.append(
                         [f"{name}: {n}" for n in notes] if name != "original" else notes
                     )
