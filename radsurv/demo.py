@@ -4,9 +4,11 @@ Every stage makes the one library call the matching ``radsurv`` command makes (t
 are thin callers of the same functions), so the demo exercises what a user types:
 
 synth -> manifest -> segment train (on a training split) -> segment predict (all cases) ->
-segment evaluate (held-out cases) -> extract-features (predicted masks, and ground truth) ->
-survival (CV report against the age baselines) -> classify (pseudoprogression CV report) ->
-``OUT/index.html`` linking every output with a one-screen summary.
+segment evaluate (held-out cases) -> extract-features (predicted masks) -> robustness (the same
+features on the expert masks, ICC(2,1) of every feature between expert and predicted masks) ->
+survival (CV report against the age baselines; once with all features, once with the robust ones,
+ICC >= 0.75) -> classify (pseudoprogression CV report) -> ``OUT/index.html`` linking every output
+with a one-screen summary.
 
 A failing stage is recorded and the stages that do not depend on it still run.
 """
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CASES = 48
 DEFAULT_SHAPE: tuple[int, int, int] = (40, 96, 96)
 HELD_OUT_FRACTION = 0.25
+ROBUST_MIN_ICC = 0.75  # Koo & Li (2016): good reliability
 
 
 @dataclass
@@ -40,7 +43,8 @@ class DemoSettings:
     cases: int = DEFAULT_CASES
     seed: int = 0
     shape: tuple[int, int, int] = DEFAULT_SHAPE
-    train_minutes: float = 1.5
+    train_epochs: int = 40  # a fixed budget: the same model on a busy or a quiet machine
+    train_minutes: float | None = None  # optional wall-clock cap on top of train_epochs
     device: str = "auto"
     jobs: int | None = None
     cv: str = "5x3"
@@ -129,7 +133,8 @@ def _stage_plan(s: DemoSettings) -> list[tuple[str, Callable[[], dict[str, str]]
 
         seg.mkdir(parents=True, exist_ok=True)
         train_m, _ = _split_manifest(manifest, out, HELD_OUT_FRACTION, s.seed)
-        train_segmentation(train_m, seg / "model.pt", time_limit=s.train_minutes, epochs=200,
+        train_segmentation(train_m, seg / "model.pt", time_limit=s.train_minutes,
+                           epochs=s.train_epochs,
                            device=s.device, seed=s.seed, progress=False)  # fmt: skip
         return {"model": "segmentation/model.pt", "training split": train_m.name}
 
@@ -167,19 +172,35 @@ def _stage_plan(s: DemoSettings) -> list[tuple[str, Callable[[], dict[str, str]]
         return {"features (predicted masks)": "features/predicted.csv",
                 "status": "features/predicted.status.csv"}  # fmt: skip
 
-    def features_truth() -> dict[str, str]:
-        _features("ground_truth.csv", "ground-truth")
-        return {"features (expert masks)": "features/ground_truth.csv"}
+    def robustness() -> dict[str, str]:
+        # expert masks are the reference ("original"), the predicted ones one more rater
+        from radsurv.features.robustness import compute_robustness
 
-    def survival() -> dict[str, str]:
+        result = compute_robustness(manifest, perturbations="none",
+                                    masks=[f"predicted={seg / 'masks'}"], seed=s.seed,
+                                    jobs=s.jobs, output=feats / "robustness.csv")  # fmt: skip
+        if result.failed:
+            raise RadsurvError(f"robustness: failed cases {', '.join(result.failed)}")
+        return {"ICC per feature": "features/robustness.csv",
+                "report": "features/robustness.html",
+                "features, both masks": "features/robustness_features.csv"}  # fmt: skip
+
+    def survival_run(folder: str, robustness: Path | None = None) -> dict[str, str]:
         from radsurv.study import SurvivalStudy
 
         study = SurvivalStudy(manifest=manifest, features=feats / "predicted.csv",
                               covariates="age,resection", models=["cox", "xgb-cox"], cv=s.cv,
-                              seed=s.seed)  # fmt: skip
-        study.run().save(out / "survival")
-        return {"report": "survival/report.html", "metrics": "survival/metrics.json",
-                "predictions": "survival/predictions.csv"}  # fmt: skip
+                              seed=s.seed, robustness=robustness,
+                              min_icc=ROBUST_MIN_ICC)  # fmt: skip
+        study.run().save(out / folder)
+        return {"report": f"{folder}/report.html", "metrics": f"{folder}/metrics.json",
+                "predictions": f"{folder}/predictions.csv"}  # fmt: skip
+
+    def survival() -> dict[str, str]:
+        return survival_run("survival")
+
+    def survival_robust() -> dict[str, str]:
+        return survival_run("survival_robust", feats / "robustness.csv")
 
     def classify() -> dict[str, str]:
         from radsurv.study import BinaryStudy
@@ -199,8 +220,13 @@ def _stage_plan(s: DemoSettings) -> list[tuple[str, Callable[[], dict[str, str]]
         ("Predict masks", predict, ["Train segmentation"]),
         ("Evaluate segmentation", evaluate, ["Predict masks"]),
         ("Features from predicted masks", features_predicted, ["Predict masks"]),
-        ("Features from expert masks", features_truth, ["Build manifest"]),
+        ("Feature robustness: expert vs predicted masks", robustness, ["Predict masks"]),
         ("Survival report", survival, ["Features from predicted masks"]),
+        (
+            "Survival report, robust features only",
+            survival_robust,
+            ["Features from predicted masks", "Feature robustness: expert vs predicted masks"],
+        ),
         ("Pseudoprogression report", classify, ["Features from predicted masks"]),
     ]
 
@@ -213,16 +239,16 @@ def _headline(out: Path) -> dict[str, Any]:
         head["dice"] = {
             r: seg["mean"][r].get("dice") for r in ("WT", "TC", "ET") if r in seg["mean"]
         }
-    for name in ("predicted", "ground_truth"):
-        path = out / "features" / f"{name}.csv"
-        if path.exists():
-            with path.open() as f:
-                head[f"features_{name}"] = len(f.readline().strip().split(",")) - 1
-    if (out / "features" / "predicted.csv").exists() and (
-        out / "features" / "ground_truth.csv"
-    ).exists():
-        head["feature_agreement"] = _feature_agreement(out / "features")
+    path = out / "features" / "predicted.csv"
+    if path.exists():
+        with path.open() as f:
+            head["features_predicted"] = len(f.readline().strip().split(",")) - 1
+    if (out / "features" / "robustness.csv").exists():
+        head["robustness"] = _robustness_summary(
+            out / "features" / "robustness.csv", out / "survival_robust" / "metrics.json"
+        )
     head["c_index"] = _metric_by_model(out / "survival" / "metrics.json", "harrell_c")
+    head["c_index_robust"] = _metric_by_model(out / "survival_robust" / "metrics.json", "harrell_c")
     head["auc"] = _metric_by_model(out / "pseudoprogression" / "metrics.json", "roc_auc")
     return head
 
@@ -238,29 +264,20 @@ def _metric_by_model(metrics_json: Path, metric: str) -> dict[str, Any]:
     }
 
 
-def _feature_agreement(folder: Path) -> dict[str, float]:
-    """How far features from predicted masks are from those of the expert masks.
-
-    Median over feature columns of the Spearman correlation across cases (columns defined in
-    both tables and not constant).
-    """
+def _robustness_summary(robustness_csv: Path, robust_metrics: Path) -> dict[str, Any]:
+    """ICC(2,1) between expert- and predicted-mask features, and what the robust run kept."""
     import pandas as pd
 
-    pred = pd.read_csv(folder / "predicted.csv", index_col="case_id")
-    truth = pd.read_csv(folder / "ground_truth.csv", index_col="case_id")
-    common = pred.index.intersection(truth.index)
-    cols = [c for c in pred.columns.intersection(truth.columns) if pred[c].nunique() > 2]
-    rho = [
-        pred.loc[common, c].corr(truth.loc[common, c], method="spearman")
-        for c in cols
-        if truth.loc[common, c].nunique() > 2
-    ]
-    rho = [r for r in rho if np.isfinite(r)]
-    wt = [r for c, r in zip(cols, rho, strict=False) if "_WT_" in c or c.startswith("WT_")]
+    icc = pd.read_csv(robustness_csv)["icc"].dropna()
+    kept = _read_json(robust_metrics).get("cohort", {}).get("robustness", {})
     return {
-        "median_spearman_all": float(np.median(rho)) if rho else float("nan"),
-        "median_spearman_WT": float(np.median(wt)) if wt else float("nan"),
-        "n_features_compared": len(rho),
+        "n_features": int(len(icc)),
+        "median_icc": float(icc.median()) if len(icc) else float("nan"),
+        "fraction_ge_075": float((icc >= 0.75).mean()) if len(icc) else float("nan"),
+        "fraction_ge_09": float((icc >= 0.9).mean()) if len(icc) else float("nan"),
+        "min_icc": ROBUST_MIN_ICC,
+        "n_kept": kept.get("n_kept"),
+        "n_dropped": kept.get("n_dropped"),
     }
 
 
@@ -327,7 +344,8 @@ def write_index(
             "cases": settings.cases,
             "shape (z, y, x)": settings.shape,
             "seed": settings.seed,
-            "segmentation training (minutes)": settings.train_minutes,
+            "segmentation training (epochs)": settings.train_epochs,
+            "segmentation time cap (minutes)": settings.train_minutes or "none",
             "device": settings.device,
             "cross-validation": settings.cv,
             "label permutations": settings.permutations,

@@ -11,6 +11,7 @@ from radsurv.cli import (  # noqa: F401  (imported for their command registratio
     data_cmds,
     demo_cmd,
     features_cmd,
+    robustness_cmd,
     segment_cmd,
     survival_cmd,
     synth_cmd,

@@ -52,6 +52,10 @@ _JOBS = typer.Option(1, "--jobs", "-j", help="Parallel processes for the folds."
 _K = typer.Option(20, "--k", "-k", help="Features kept by in-fold selection (0: all).")
 _NESTED = typer.Option(False, "--nested", help="Tune hyper-parameters by inner CV.")
 _PERM = typer.Option(20, "--permutations", help="Label permutations for the AUC test (0: off).")
+_ROBUST = typer.Option(
+    None, "--robustness", help="robustness.csv: keep only features with ICC >= --min-icc."
+)
+_MIN_ICC = typer.Option(0.75, "--min-icc", help="ICC(2,1) threshold of --robustness.")
 _OUT = typer.Option(None, "--out", help="Output folder.")
 
 
@@ -81,6 +85,8 @@ def _run(locked: bool, **kw) -> None:  # noqa: ANN003
         nested=kw["nested"],
         permutations=kw["permutations"],
         n_jobs=kw["jobs"],
+        robustness=kw["robustness"],
+        min_icc=kw["min_icc"],
     )
     labels = study.read_labels()
     study.labels = labels
@@ -115,6 +121,8 @@ def classify(
     k: int = _K,
     nested: bool = _NESTED,
     permutations: int = _PERM,
+    robustness: Path | None = _ROBUST,
+    min_icc: float = _MIN_ICC,
     out: Path | None = _OUT,
 ) -> None:
     """Cross-validate classifiers for a binary endpoint against a clinical baseline.
@@ -146,6 +154,8 @@ def classify_fit(
     k: int = _K,
     nested: bool = _NESTED,
     permutations: int = _PERM,
+    robustness: Path | None = _ROBUST,
+    min_icc: float = _MIN_ICC,
     out: Path | None = _OUT,
 ) -> None:
     """The CV report (as `radsurv classify`) plus DIR/model/: the models refitted on all cases."""

@@ -15,8 +15,11 @@ def demo(
     out: Path = typer.Argument(Path("demo_out"), help="Output folder."),
     cases: int = typer.Option(48, "--cases", "-n", min=8, help="Synthetic cases."),
     seed: int = typer.Option(0, "--seed", help="Seed of the cohort, splits and models."),
-    train_minutes: float = typer.Option(
-        1.5, "--train-minutes", help="Time budget of the segmentation training."
+    train_epochs: int = typer.Option(
+        40, "--train-epochs", min=1, help="Epochs of the segmentation training (fixed budget)."
+    ),
+    train_minutes: float | None = typer.Option(
+        None, "--train-minutes", help="Optional wall-clock cap of the segmentation training."
     ),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cuda or cpu."),
     cv: str = typer.Option("5x3", "--cv", help="FOLDSxREPEATS of the survival/classifier CV."),
@@ -29,7 +32,8 @@ def demo(
     from radsurv.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
-        out=out, cases=cases, seed=seed, train_minutes=train_minutes, device=device, cv=cv,
+        out=out, cases=cases, seed=seed, train_epochs=train_epochs, train_minutes=train_minutes,
+        device=device, cv=cv,
         jobs=jobs,
     )  # fmt: skip
     t0 = time.perf_counter()

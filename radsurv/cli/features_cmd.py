@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from radsurv.cli import feature_options as opt
 from radsurv.cli.app import app
 
 logger = logging.getLogger(__name__)
@@ -19,27 +20,15 @@ def extract_features_cmd(
     masks: str = typer.Option(
         "ground-truth", "--masks", help="ground-truth, or a folder with <case_id>.nii.gz masks."
     ),
-    params: str = typer.Option(
-        "brats-original",
-        "--params",
-        help="brats-original, brats-filters, or a PyRadiomics parameter file (.yaml).",
-    ),
-    intensity: str = typer.Option(
-        "zscore-brain", "--intensity", help="zscore-brain (inside non-zero voxels) or as-is."
-    ),
-    regions: str = typer.Option(None, "--regions", help="Subset of NCR,ED,ET,TC,WT (default all)."),
-    modalities: str = typer.Option(
-        None, "--modalities", help="Subset of flair,t1,t1gd,t2 (default: those every case has)."
-    ),
-    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes (default all cores)."),
-    dask: str = typer.Option(
-        None, "--dask", help="Address of a Dask scheduler (tcp://host:8786) to run the tasks on."
-    ),
+    params: str = opt.PARAMS,
+    intensity: str = opt.INTENSITY,
+    regions: str = opt.REGIONS,
+    modalities: str = opt.MODALITIES,
+    jobs: int = opt.JOBS,
+    dask: str = opt.DASK,
     force: bool = typer.Option(False, "--force", help="Recompute cases finished earlier."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first failing case."),
-    progress: bool = typer.Option(
-        None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."
-    ),
+    progress: bool = opt.PROGRESS,
 ) -> None:
     """Radiomic features per case x subregion x modality (PyRadiomics), resumable and parallel.
 

@@ -59,6 +59,10 @@ _NESTED = typer.Option(
 )
 _INNER = typer.Option(3, "--inner-folds", help="Folds of the inner (nested) CV.")
 _PERM = typer.Option(0, "--permutations", help="Permutation test of Harrell's C (0: off).")
+_ROBUST = typer.Option(
+    None, "--robustness", help="robustness.csv: keep only features with ICC >= --min-icc."
+)
+_MIN_ICC = typer.Option(0.75, "--min-icc", help="ICC(2,1) threshold of --robustness.")
 _ID = typer.Option(None, "--id-column", help="Id column of a generic clinical table.")
 _TIME = typer.Option(None, "--time-column", help="Time (days) column of a generic table.")
 _EVENT = typer.Option(None, "--event-column", help="Event (1 death, 0 censored) column.")
@@ -85,6 +89,8 @@ def _study(**kw):  # noqa: ANN003, ANN202
         id_column=kw["id_column"],
         time_column=kw["time_column"],
         event_column=kw["event_column"],
+        robustness=kw["robustness"],
+        min_icc=kw["min_icc"],
     )
 
 
@@ -129,6 +135,8 @@ def survival(
     nested: bool = _NESTED,
     inner_folds: int = _INNER,
     permutations: int = _PERM,
+    robustness: Path | None = _ROBUST,
+    min_icc: float = _MIN_ICC,
     id_column: str | None = _ID,
     time_column: str | None = _TIME,
     event_column: str | None = _EVENT,
@@ -161,6 +169,8 @@ def survival_fit(
     nested: bool = _NESTED,
     inner_folds: int = _INNER,
     permutations: int = _PERM,
+    robustness: Path | None = _ROBUST,
+    min_icc: float = _MIN_ICC,
     id_column: str | None = _ID,
     time_column: str | None = _TIME,
     event_column: str | None = _EVENT,

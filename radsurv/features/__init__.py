@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from radsurv.features.extract import ExtractionConfig, extract_case, feature_columns
     from radsurv.features.params import PRESETS, load_params
+    from radsurv.features.robustness import RobustnessResult, compute_robustness
     from radsurv.features.runner import FeatureResult, extract_features
 
 __all__ = [
     "PRESETS",
     "ExtractionConfig",
     "FeatureResult",
+    "RobustnessResult",
+    "compute_robustness",
     "extract_case",
     "extract_features",
     "feature_columns",
@@ -31,6 +34,8 @@ _WHERE = {
     "load_params": "radsurv.features.params",
     "FeatureResult": "radsurv.features.runner",
     "extract_features": "radsurv.features.runner",
+    "RobustnessResult": "radsurv.features.robustness",
+    "compute_robustness": "radsurv.features.robustness",
 }
 
 

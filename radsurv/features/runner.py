@@ -110,23 +110,30 @@ def load_ref(ref: CaseRef) -> tuple[Case, np.ndarray | None]:
         raise FeatureExtractionError(f"case {ref.case_id}: no case data and no manifest")
     labels = ref.labels
     if ref.mask_path is not None:
-        from radsurv.data.nifti import read_mask_nifti
-
-        path = Path(ref.mask_path)
-        if not path.is_file():
-            raise FeatureExtractionError(
-                f"case {ref.case_id}: mask file {path} not found; --masks DIR needs "
-                f"DIR/{ref.case_id}.nii.gz for every case"
-            )
-        try:
-            labels = read_mask_nifti(path, case)
-        except RadsurvError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - SimpleITK/IO errors of a user file
-            raise FeatureExtractionError(
-                f"case {ref.case_id}: cannot read mask {path}: {exc}"
-            ) from exc
+        labels = read_mask_file(case, ref.mask_path)
     return case, labels
+
+
+def read_mask_file(case: Case, mask: str | Path | np.ndarray) -> np.ndarray:
+    """Canonical labels of a mask file (or array) for ``case``'s grid; errors name the case."""
+    if isinstance(mask, np.ndarray):
+        return mask
+    from radsurv.data.nifti import read_mask_nifti
+
+    path = Path(mask)
+    if not path.is_file():
+        raise FeatureExtractionError(
+            f"case {case.case_id}: mask file {path} not found; --masks DIR needs "
+            f"DIR/{case.case_id}.nii.gz for every case"
+        )
+    try:
+        return read_mask_nifti(path, case)
+    except RadsurvError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SimpleITK/IO errors of a user file
+        raise FeatureExtractionError(
+            f"case {case.case_id}: cannot read mask {path}: {exc}"
+        ) from exc
 
 
 def _mask_for(case_id: str, masks: Any, manifest_row: Any = None, root: Path | None = None):

@@ -271,8 +271,12 @@ class SurvivalStudy:
     permutations
         Label-permutation test of Harrell's C (0: off).
     feature_filter
-        A function applied to the feature table before anything else (e.g. a robustness
-        filter); see :data:`radsurv.study.design.FeatureFilter`.
+        A function applied to the feature table before anything else; see
+        :data:`radsurv.study.design.FeatureFilter`.
+    robustness, min_icc
+        A ``radsurv robustness`` table: only features with ICC >= ``min_icc`` are kept, before
+        any in-fold step (the ICC uses no labels); the notes and ``cohort["robustness"]`` say
+        how many were dropped.
     id_column, time_column, event_column
         Column names of a generic clinical table when they are not found by name.
     """
@@ -297,6 +301,8 @@ class SurvivalStudy:
         gtr_only: bool = False,
         permutations: int = 0,
         feature_filter: FeatureFilter | None = None,
+        robustness: PathLike | None = None,
+        min_icc: float = 0.75,
         id_column: str | None = None,
         time_column: str | None = None,
         event_column: str | None = None,
@@ -316,6 +322,8 @@ class SurvivalStudy:
         self.gtr_only = gtr_only
         self.permutations = permutations
         self.feature_filter = feature_filter
+        self.robustness = robustness
+        self.min_icc = min_icc
         self.id_column = id_column
         self.time_column = time_column
         self.event_column = event_column
@@ -365,18 +373,21 @@ class SurvivalStudy:
             notes.append(f"--gtr-only: {int(keep.sum())} of {len(table)} cases with GTR kept")
         feats, fname, self._settings_hash = _features(self.features)
         base = [CovariateSpec("age", NUMERIC), CovariateSpec("resection", CATEGORICAL)]
+        feature_filter, robust_notes, robust_cohort = _robustness_filter(self)
         design = build_design(
             table,
             feats,
             self.covariates,
             baseline_covariates=base,
-            feature_filter=self.feature_filter,
+            feature_filter=feature_filter,
             keep=keep,
             clinical_name="clinical",
             features_name=fname or "features",
             source_name=name,
         )
         design.notes[:0] = notes
+        design.notes.extend(robust_notes)
+        design.cohort.update(robust_cohort)
         return design
 
     def run(self) -> StudyResult:
@@ -574,6 +585,8 @@ class BinaryStudy:
         n_boot: int = 1000,
         corr_threshold: float | None = 0.95,
         feature_filter: FeatureFilter | None = None,
+        robustness: PathLike | None = None,
+        min_icc: float = 0.75,
     ) -> None:
         self.features = features
         self.labels = labels
@@ -595,6 +608,8 @@ class BinaryStudy:
         self.n_boot = n_boot
         self.corr_threshold = corr_threshold
         self.feature_filter = feature_filter
+        self.robustness = robustness
+        self.min_icc = min_icc
 
     def settings(self) -> Any:
         from radsurv.evaluation.classify import ClassifySettings
@@ -696,17 +711,20 @@ class BinaryStudy:
                     )
                 cohort["join cohort + covariates"] = cj.summary()
                 clin = clin.join(cj.table)
+        feature_filter, robust_notes, robust_cohort = _robustness_filter(self)
         design = build_design(
             clin,
             feats.loc[clin.index],
             self.covariates,
-            feature_filter=self.feature_filter,
+            feature_filter=feature_filter,
             clinical_name="labels",
             features_name=fname,
             source_name=Path(str(self.clinical or self.manifest or self.features)).name
             if not isinstance(self.clinical, pd.DataFrame)
             else "DataFrame",
         )
+        cohort.update(robust_cohort)
+        design.notes.extend(robust_notes)
         design.cohort.update(cohort)
         return design, parsed, cohort, warnings
 
@@ -776,6 +794,32 @@ class BinaryStudy:
             cohort_info=cohort,
             warnings=warnings,
         )
+
+
+def _robustness_filter(
+    study: Any,
+) -> tuple[FeatureFilter | None, list[str], dict[str, Any]]:
+    """The study's feature filter, followed by its robustness filter (``--robustness``).
+
+    Returns the filter and the note list and cohort dict it fills when it runs.
+    """
+    notes: list[str] = []
+    cohort: dict[str, Any] = {}
+    if study.robustness is None:
+        return study.feature_filter, notes, cohort
+    from radsurv.features.icc import apply_robustness_option
+
+    covariates = tuple(spec.name for spec in study.covariates)
+    inner = study.feature_filter
+
+    def robust(features: pd.DataFrame) -> pd.DataFrame:
+        if inner is not None:
+            features = inner(features)
+        return apply_robustness_option(
+            features, study.robustness, study.min_icc, covariates, notes, cohort
+        )
+
+    return robust, notes, cohort
 
 
 def summary_lines(result: StudyResult) -> list[str]:

@@ -15,7 +15,7 @@ from radsurv.evaluation.browser import check_html_in_browser, find_chromium
 def tiny_demo(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("demo")
     settings = DemoSettings(
-        out=out, cases=16, shape=(16, 48, 48), train_minutes=0.15, device="cpu", jobs=2,
+        out=out, cases=16, shape=(16, 48, 48), train_epochs=6, device="cpu", jobs=2,
         cv="3x1", permutations=0,
     )  # fmt: skip
     messages: list[str] = []
@@ -28,15 +28,22 @@ def test_demo_runs_every_stage(tiny_demo) -> None:
     summary, messages = tiny_demo
     failed = {s.name: s.error for s in summary.stages if not s.ok}
     assert not failed, failed
-    assert len(summary.stages) == 9 and any("done" in m for m in messages)
+    assert len(summary.stages) == 10 and any("done" in m for m in messages)
     out = summary.settings.out
     for stage in summary.stages:  # every linked output exists
         for href in stage.outputs.values():
             assert (out / href).exists(), href
     head = summary.headline
     assert set(head["dice"]) == {"WT", "TC", "ET"}
-    assert head["features_predicted"] == head["features_ground_truth"] > 100
+    assert head["features_predicted"] > 100
+    # ICC(2,1) of every feature between expert and predicted masks replaces the Spearman summary
+    rob = head["robustness"]
+    assert rob["n_features"] <= head["features_predicted"] and 0 < rob["n_kept"] < rob["n_features"]
+    assert 0 <= rob["fraction_ge_09"] <= rob["fraction_ge_075"] <= 1
     assert {"cox", "age"} <= set(head["c_index"]) and "logreg" in head["auc"]
+    assert {"cox", "age"} <= set(head["c_index_robust"])  # survival C with robust features only
+    robust = json.loads((out / "survival_robust" / "metrics.json").read_text())
+    assert robust["cohort"]["robustness"]["n_kept"] == rob["n_kept"]
     evaluation = json.loads((out / "segmentation" / "evaluation.json").read_text())
     held_out = (out / "manifest_heldout.csv").read_text().count("\n") - 1
     assert len(evaluation["cases"]) == held_out  # Dice is reported on cases not trained on
@@ -47,7 +54,14 @@ def test_demo_runs_every_stage(tiny_demo) -> None:
     find_chromium() is None, reason="no Chromium on PATH (apt-get install chromium)"
 )
 @pytest.mark.parametrize(
-    "report", ["index.html", "survival/report.html", "pseudoprogression/report.html"]
+    "report",
+    [
+        "index.html",
+        "survival/report.html",
+        "survival_robust/report.html",
+        "features/robustness.html",
+        "pseudoprogression/report.html",
+    ],
 )
 def test_demo_reports_open_in_a_real_browser(tiny_demo, report: str, screenshot_dir: Path):
     summary, _ = tiny_demo
