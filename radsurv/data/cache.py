@@ -19,12 +19,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from radsurv.atomic import temporary_path
 from radsurv.data.case import Case
 from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, PackVolume, parse_channel_order, read_volume
 from radsurv.errors import DataError
@@ -186,8 +186,7 @@ class VolumeCache:
             "direction": list(case.direction),
             "provenance": case.provenance,
         }
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.stem}.", suffix=".tmp")
-        os.close(fd)
+        tmp = temporary_path(path)
         try:
             with h5py.File(tmp, "w") as f:
                 f.attrs["meta"] = json.dumps(meta, default=_json_default)
@@ -197,7 +196,7 @@ class VolumeCache:
                     f.create_dataset("labels", data=case.labels)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         logger.debug("cached %s", path)
 

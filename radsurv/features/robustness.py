@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from radsurv.atomic import atomic_write_bytes
 from radsurv.data.labels import MODALITIES, REGIONS, mask_extent
 from radsurv.errors import ConfigError
 from radsurv.features.extract import (
@@ -74,7 +75,6 @@ from radsurv.features.runner import (
     sidecar_paths,
     write_table,
 )
-from radsurv.features.store import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from radsurv.atomic import atomic_write_bytes
 from radsurv.data.case import Case
 from radsurv.data.labels import MODALITIES
 from radsurv.errors import ConfigError, FeatureExtractionError, RadsurvError
@@ -44,7 +45,7 @@ from radsurv.features.extract import (
 )
 from radsurv.features.params import DEFAULT_PRESET
 from radsurv.features.preprocessing import DEFAULT_INTENSITY
-from radsurv.features.store import PartStore, atomic_write_bytes, parts_dir
+from radsurv.features.store import PartStore, parts_dir
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from radsurv.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -23,21 +23,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 def parts_dir(output: Path) -> Path:
     """The parts folder of an output file: ``features.csv`` -> ``features.csv.parts``."""
     return output.with_name(output.name + ".parts")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class PartStore:
