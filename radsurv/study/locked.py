@@ -70,6 +70,11 @@ def save_locked(result: Any, out: str | Path) -> Path:
     from radsurv.study.engine import model_input
 
     out = Path(out)
+    if (out / "model.json").is_file():  # a locked model of an earlier run: no stale pipeline
+        import shutil
+
+        shutil.rmtree(out / "pipelines", ignore_errors=True)
+        (out / "model.json").unlink()
     out.mkdir(parents=True, exist_ok=True)
     design = result.design
     entries = result._entries()

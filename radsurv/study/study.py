@@ -18,9 +18,10 @@ Example
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,8 +210,19 @@ class StudyResult:
 
     # ---------------------------------------------------------------- files
     def save(self, out: PathLike) -> dict[str, Path]:
-        """Write report.html, metrics.json, predictions.csv (and folds.csv, models/)."""
+        """Write report.html, metrics.json, predictions.csv (and folds.csv, models/).
+
+        Files an earlier run wrote into ``out`` (listed in ``out/.radsurv-outputs.json``) are
+        removed first, so no stale file (e.g. the model of a model not run this time) is left
+        beside the new results; files radsurv did not write are never touched.
+        """
         out = Path(out)
+        clear_previous_outputs(out)
+        paths = self._write(out)
+        record_outputs(out, paths.values())
+        return paths
+
+    def _write(self, out: Path) -> dict[str, Path]:
         extra = self.shared_keys()
         if self.endpoint == "survival":
             from radsurv.evaluation.survival_report import write_survival_outputs
@@ -794,6 +806,55 @@ class BinaryStudy:
             cohort_info=cohort,
             warnings=warnings,
         )
+
+
+OUTPUTS_RECORD = ".radsurv-outputs.json"
+# what runs of radsurv before the record existed wrote, cleared when no record is there
+_KNOWN_OUTPUTS = ("report.html", "metrics.json", "predictions.csv", "folds.csv", "models")
+
+
+def clear_previous_outputs(out: Path) -> list[Path]:
+    """Remove the files an earlier run wrote into ``out``; return them.
+
+    The earlier run's list is ``out/.radsurv-outputs.json``; without one, a folder that holds
+    an older report (``metrics.json``) loses its known output names only.
+    """
+    import shutil
+
+    record = out / OUTPUTS_RECORD
+    removed: list[Path] = []
+    if record.is_file():
+        for rel in json.loads(record.read_text()).get("files", []):
+            path = out / rel
+            if path.is_file() and out.resolve() in path.resolve().parents:
+                path.unlink()
+                removed.append(path)
+        record.unlink()
+    elif (out / "metrics.json").is_file():
+        for name in _KNOWN_OUTPUTS:
+            path = out / name
+            if path.is_dir():
+                removed.extend(p for p in path.rglob("*") if p.is_file())
+                shutil.rmtree(path)
+            elif path.is_file():
+                path.unlink()
+                removed.append(path)
+    for folder in sorted({p.parent for p in removed}, key=lambda p: -len(p.parts)):
+        if folder != out and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+def record_outputs(out: Path, written: Iterable[PathLike]) -> None:
+    """List the files a run wrote (``written``: files, or folders taken whole) in the record."""
+    files: set[str] = set()
+    for item in written:
+        path = Path(item)
+        if not path.is_absolute():
+            path = out / path
+        found = [path] if path.is_file() else (list(path.rglob("*")) if path.is_dir() else [])
+        files.update(str(f.relative_to(out)) for f in found if f.is_file())
+    (out / OUTPUTS_RECORD).write_text(json.dumps({"files": sorted(files)}, indent=1) + "\n")
 
 
 def _robustness_filter(

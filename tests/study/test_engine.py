@@ -203,3 +203,25 @@ def test_generic_table_names_and_codes(tmp_path, cohort):
     assert result.cohort_info["n"] == len(clinical) and math.isfinite(
         result.cohort_info["age_mean"]
     )
+
+
+def test_rerun_into_the_same_folder_leaves_no_stale_file(tmp_path) -> None:
+    from radsurv.study.study import OUTPUTS_RECORD, clear_previous_outputs, record_outputs
+
+    out = tmp_path / "run"
+    (out / "models").mkdir(parents=True)
+    for name in ("report.html", "metrics.json", "models/xgb-cox.skops", "models/cox.skops"):
+        (out / name).write_text("old")
+    (out / "my_notes.txt").write_text("mine")
+    # an older run without a record: its known outputs go, the user's file stays
+    clear_previous_outputs(out)
+    assert sorted(p.name for p in out.iterdir()) == ["my_notes.txt"]
+    # a run with a record: exactly what it wrote is removed next time
+    (out / "models").mkdir()
+    (out / "models" / "cox.skops").write_text("new")
+    (out / "metrics.json").write_text("{}")
+    record_outputs(out, [out / "models", out / "metrics.json"])
+    assert (out / OUTPUTS_RECORD).is_file()
+    removed = clear_previous_outputs(out)
+    assert sorted(p.name for p in removed) == ["cox.skops", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["my_notes.txt"]
