@@ -5,7 +5,9 @@ the follow-up scan alone, and not at all from shuffled labels."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,7 @@ setting:
 
 @dataclass(frozen=True)
 class Longitudinal:
+    root: Path
     features: pd.DataFrame  # one row per scan
     delta: pd.DataFrame  # one row per follow-up scan
     labels: pd.DataFrame  # case_id (follow-up), subject_id, label
@@ -70,6 +73,7 @@ def longitudinal(tmp_path_factory: pytest.TempPathFactory) -> Longitudinal:
     delta = root / "delta.csv"
     _run("delta", "--features", str(features), "--manifest", str(manifest), "-o", str(delta))
     return Longitudinal(
+        root,
         pd.read_csv(features),
         pd.read_csv(delta),
         pd.read_csv(cohort / "pseudoprogression.csv"),
@@ -123,3 +127,33 @@ def test_delta_features_recover_pseudoprogression(longitudinal: Longitudinal) ->
     assert auc_delta >= 0.9
     assert auc_delta >= auc_follow + 0.1
     assert abs(np.mean(auc_shuffled) - 0.5) < 0.12
+
+
+@pytest.mark.slow
+def test_radsurv_classify_on_delta_features(longitudinal: Longitudinal) -> None:
+    """`radsurv classify` takes the delta table as it is (one row per subject, so its folds
+    cannot split a subject) and beats the same model on the follow-up scans' features."""
+    labels = longitudinal.root / "cohort" / "pseudoprogression.csv"
+    aucs = {}
+    for name in ("delta", "features"):
+        out = longitudinal.root / f"classify_{name}"
+        _run(
+            "classify",
+            "--features",
+            str(longitudinal.root / f"{name}.csv"),
+            "--labels",
+            str(labels),
+            "--model",
+            "logreg",
+            "--cv",
+            "5x1",
+            "--permutations",
+            "0",
+            "--out",
+            str(out),
+        )
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["n"] == SUBJECTS  # features: the follow-up scans only (labelled)
+        aucs[name] = metrics["models"]["logreg"]["roc_auc"]["mean"]
+    print(f"radsurv classify AUC: delta {aucs['delta']:.3f}, follow-up {aucs['features']:.3f}")
+    assert aucs["delta"] >= 0.9 and aucs["delta"] >= aucs["features"] + 0.1
