@@ -133,3 +133,19 @@ def test_delta_command(tmp_path: Path, suffix: str) -> None:
     )
     assert result.exit_code == 2
     assert "error: subject 'A'" in result.output and "time point 0" in result.output
+
+
+def test_delta_command_with_a_cohort_table(tmp_path: Path) -> None:
+    features, cohort = _tables()
+    features.to_csv(tmp_path / "f.csv", index=False)
+    table = cohort.reset_index().rename(columns={"subject_id": "patient", "timepoint": "day"})
+    table.to_csv(tmp_path / "clinical.csv", index=False)
+    out = tmp_path / "d.csv"
+    args = ["delta", "--features", str(tmp_path / "f.csv"), "-o", str(out)]
+    table_args = ["--cohort-table", str(tmp_path / "clinical.csv")]
+    table_args += ["--subject-column", "patient", "--timepoint-column", "day"]
+    result = CliRunner().invoke(app, [*args, *table_args])
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_csv(out), delta_features(features, cohort))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "exactly one of --manifest and --cohort-table" in result.output
