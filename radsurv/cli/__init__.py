@@ -9,6 +9,7 @@ from __future__ import annotations
 from radsurv.cli import (  # noqa: F401  (imported for their command registrations)
     classify_cmd,
     data_cmds,
+    delta_cmd,
     demo_cmd,
     features_cmd,
     robustness_cmd,

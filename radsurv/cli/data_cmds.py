@@ -45,7 +45,12 @@ def manifest(
     data: Path = typer.Argument(..., help="Kaggle pack root / slice folder, or NIfTI dataset."),
     output: Path = typer.Option(Path("data_manifest.csv"), "--output", "-o", help="Manifest CSV."),
     clinical: Path | None = typer.Option(None, "--clinical", help="survival_info.csv"),
-    name_mapping: Path | None = typer.Option(None, "--name-mapping", help="name_mapping.csv"),
+    name_mapping: Path | None = typer.Option(
+        None,
+        "--name-mapping",
+        help="name_mapping.csv: grade, and site from the BraTS 2019 id (BraTS19_<SITE>_...), "
+        "else the TCGA tissue-source code (TCGA-06), else 'unknown'.",
+    ),
     labels: Path | None = typer.Option(
         None, "--labels", help="Endpoint labels, e.g. pseudoprogression.csv"
     ),
@@ -54,6 +59,30 @@ def manifest(
     seg: str | None = typer.Option(None, "--seg", help=_SEG_HELP),
     label_convention: str | None = typer.Option(None, "--label-convention", help=_CONVENTION_HELP),
     checksum: bool = typer.Option(True, "--checksum/--no-checksum", help="Content checksums."),
+    cohort_table: Path | None = typer.Option(
+        None,
+        "--cohort-table",
+        help="Table (CSV/TSV/Parquet, one row per scan, a case id column) giving subject_id, "
+        "timepoint and/or site; may be the --clinical or --name-mapping file. Default: "
+        "cohort.csv beside the data.",
+    ),
+    cohort_id_column: str | None = typer.Option(
+        None, "--cohort-id-column", help="Case id column of --cohort-table (default: detected)."
+    ),
+    site_column: str | None = typer.Option(
+        None, "--site-column", help="Site column of --cohort-table (default: 'site' if any)."
+    ),
+    subject_column: str | None = typer.Option(
+        None,
+        "--subject-column",
+        help="Subject (patient) column of --cohort-table (default: 'subject_id' if any).",
+    ),
+    timepoint_column: str | None = typer.Option(
+        None,
+        "--timepoint-column",
+        help="Time point column of --cohort-table: days from baseline or an ordinal "
+        "(default: 'timepoint' if any).",
+    ),
 ) -> None:
     """Write the sample sheet (one row per case) that every later command takes."""
     from radsurv.data.manifest import build_manifest, write_manifest
@@ -69,6 +98,11 @@ def manifest(
         label_convention=label_convention,
         relative_to=output.resolve().parent,
         checksum=checksum,
+        cohort_table=cohort_table,
+        cohort_id_column=cohort_id_column,
+        site_column=site_column,
+        subject_column=subject_column,
+        timepoint_column=timepoint_column,
     )
     write_manifest(df, output)
     with_time = int(df["time"].notna().sum())
@@ -77,6 +111,12 @@ def manifest(
         f"wrote {output}: {len(df)} {df['format'].iloc[0]} case(s), "
         f"{with_mask} with a mask, {with_time} with survival data"
     )
+    n_subjects = df["subject_id"].nunique()
+    if n_subjects < len(df):
+        typer.echo(f"subjects: {n_subjects} ({len(df)} scans)")
+    if (df["site"] != "").any():
+        counts = df["site"].value_counts()
+        typer.echo("sites: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     bad = df[df["problem"] != ""]
     for case_id, problem in zip(bad["case_id"], bad["problem"], strict=True):
         typer.echo(f"problem: {case_id}: {problem}", err=True)

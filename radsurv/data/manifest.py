@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from radsurv.data.case import Case
+from radsurv.data.cohort import COHORT_COLUMNS, UNKNOWN_SITE, check_cohort, read_cohort_columns
 from radsurv.data.labels import LABEL_CONVENTIONS, MODALITIES
 from radsurv.errors import ClinicalTableError, DataError, ManifestError
 
@@ -61,6 +62,7 @@ DEFAULT_TABLES: dict[str, str] = {
     "clinical": "survival_info.csv",
     "name_mapping": "name_mapping.csv",
     "labels": "pseudoprogression.csv",
+    "cohort": "cohort.csv",  # subject_id / timepoint (/ site) per scan: synth --timepoints
 }
 
 
@@ -152,7 +154,8 @@ def find_default_tables(data: Path) -> dict[str, Path]:
     """Clinical tables that sit beside a dataset (a synth output, a BraTS release folder).
 
     Looks in ``data`` and up to three parent folders, stopping at the first folder that holds
-    any of ``survival_info.csv``, ``name_mapping.csv``, ``pseudoprogression.csv``.
+    any of ``survival_info.csv``, ``name_mapping.csv``, ``pseudoprogression.csv``,
+    ``cohort.csv``.
     """
     folder = Path(data).resolve()
     for candidate in [folder, *list(folder.parents)[:3]]:
@@ -366,25 +369,62 @@ def _survival_fields(path: Path) -> pd.DataFrame:
 
 
 def _grade_fields(path: Path) -> pd.DataFrame:
+    """Grade and, from the BraTS 2019 / TCGA ids, the site of each case of a name mapping."""
     from radsurv.clinical import read_name_mapping
+    from radsurv.data.cohort import CohortError, sites_from_name_mapping
 
-    return read_name_mapping(path)[["grade"]]
+    mapping = read_name_mapping(path)
+    out = mapping[["grade"]].copy()
+    try:
+        out["site"] = sites_from_name_mapping(mapping)
+    except CohortError:
+        logger.info("%s: no BraTS 2019 / TCGA id column: no sites from it", path)
+    return out
 
 
 def _label_fields(path: Path) -> pd.DataFrame:
     from radsurv.clinical import read_label_table
 
     labels = read_label_table(path)
-    taken = set(BASE_COLUMNS) | set(CLINICAL_COLUMNS) | {CHECKSUM_COLUMN, PROBLEM_COLUMN}
+    taken = (
+        set(BASE_COLUMNS)
+        | set(CLINICAL_COLUMNS)
+        | set(COHORT_COLUMNS)
+        | {CHECKSUM_COLUMN, PROBLEM_COLUMN}
+    )
     name = f"label_{labels.name}" if labels.name in taken else str(labels.name)
     return labels.rename(name).to_frame()
 
 
-_TABLE_READERS = {
-    "clinical": _survival_fields,
-    "name_mapping": _grade_fields,
-    "labels": _label_fields,
-}
+def _cohort_fields(
+    path: Path,
+    id_column: str | None = None,
+    site_column: str | None = None,
+    subject_column: str | None = None,
+    timepoint_column: str | None = None,
+) -> pd.DataFrame:
+    """The cohort columns a table provides (those it does not provide are left out)."""
+    from radsurv.data.cohort import CohortError
+
+    try:
+        cohort = read_cohort_columns(
+            path,
+            id_column=id_column,
+            site_column=site_column,
+            subject_column=subject_column,
+            timepoint_column=timepoint_column,
+        )
+    except CohortError as exc:
+        raise ClinicalTableError(str(exc)) from exc
+    given = cohort.attrs["sources"]
+    keep = [c for c in COHORT_COLUMNS if str(given[c]).startswith(str(path))]
+    if not keep:
+        raise ClinicalTableError(
+            f"{path}: no subject, timepoint or site column found (usual names: subject_id, "
+            "timepoint, site); name them with --subject-column, --timepoint-column or "
+            "--site-column"
+        )
+    return cohort[keep]
 
 
 def _join(df: pd.DataFrame, fields: pd.DataFrame, table: Path) -> pd.DataFrame:
@@ -424,6 +464,11 @@ def build_manifest(
     relative_to: Path | None = None,
     checksum: bool = True,
     find_tables: bool = True,
+    cohort_table: Path | None = None,
+    cohort_id_column: str | None = None,
+    site_column: str | None = None,
+    subject_column: str | None = None,
+    timepoint_column: str | None = None,
 ) -> pd.DataFrame:
     """Build the manifest of a dataset: one row per case.
 
@@ -449,12 +494,22 @@ def build_manifest(
     find_tables
         Look for clinical tables beside the data when they are not given. A table found that
         way which does not parse or shares no id with the data is logged and ignored.
+    cohort_table, cohort_id_column, site_column, subject_column, timepoint_column
+        A table of the cohort structure (any CSV/TSV/Parquet with a case id column; it may be
+        the survival table or the name mapping) and the columns to read from it, as in
+        :func:`radsurv.data.cohort.read_cohort_columns` (unnamed columns are found by their
+        usual names: ``subject_id``, ``timepoint``, ``site``). ``None`` uses ``cohort.csv``
+        beside the data (``radsurv synth --timepoints 2`` writes one), if any.
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by ``case_id`` with the columns of :data:`BASE_COLUMNS`, the clinical fields,
-        the label column(s) and ``checksum``. ``df.attrs["root"]`` is ``relative_to``.
+        Indexed by ``case_id`` with ``case_id``, the cohort columns ``subject_id`` (default:
+        the case id), ``timepoint`` (float days or ordinal; NaN for single scans) and ``site``
+        (from the cohort table, else from the name mapping's BraTS 2019 / TCGA ids, ``unknown``
+        for a case neither tells; empty when no table gives sites), then the other columns of
+        :data:`BASE_COLUMNS`, the clinical fields, the label column(s) and ``checksum``.
+        ``df.attrs["root"]`` is ``relative_to``.
 
     Notes
     -----
@@ -483,8 +538,34 @@ def build_manifest(
     df = df.set_index("case_id", drop=False)
     df.index.name = None
     defaults = find_default_tables(data) if find_tables else {}
-    given = {"clinical": clinical, "name_mapping": name_mapping, "labels": labels}
-    for key, reader in _TABLE_READERS.items():
+    options = {
+        "--cohort-id-column": cohort_id_column,
+        "--site-column": site_column,
+        "--subject-column": subject_column,
+        "--timepoint-column": timepoint_column,
+    }
+    named = [k for k, v in options.items() if v is not None]
+    if named and cohort_table is None:
+        raise ManifestError(
+            f"{', '.join(named)} name column(s) of the cohort table: give it with "
+            "--cohort-table FILE (it may be the same file as --clinical or --name-mapping)"
+        )
+    given = {
+        "clinical": clinical,
+        "name_mapping": name_mapping,
+        "labels": labels,
+        "cohort": cohort_table,
+    }
+    readers = {
+        "clinical": _survival_fields,
+        "name_mapping": _grade_fields,
+        "labels": _label_fields,
+        "cohort": lambda path: _cohort_fields(
+            path, cohort_id_column, site_column, subject_column, timepoint_column
+        ),
+    }
+    site_from: str | None = None
+    for key, reader in readers.items():
         path = Path(given[key]) if given[key] else defaults.get(key)
         if path is None:
             continue
@@ -493,7 +574,14 @@ def build_manifest(
         how = "given" if given[key] else "found beside the data"
         logger.info("joining %s table %s (%s)", key.replace("_", " "), path, how)
         try:
-            df = _join(df, reader(path), path)
+            fields = reader(path)
+            before = df["site"] if "site" in df.columns else None
+            df = _join(df, fields, path)
+            if "site" in fields.columns:
+                if before is not None:  # the later table wins; the earlier fills its gaps
+                    logger.info("site: from %s, else from %s", path.name, site_from)
+                    df["site"] = df["site"].astype("string").fillna(before.astype("string"))
+                site_from = path.name
         except ClinicalTableError as exc:
             if given[key]:
                 raise
@@ -503,9 +591,20 @@ def build_manifest(
         if column not in df.columns:
             df[column] = pd.NA
     df["grade"] = df["grade"].fillna("") if "grade" in df.columns else ""
-    fixed = (*BASE_COLUMNS, *CLINICAL_COLUMNS, CHECKSUM_COLUMN, PROBLEM_COLUMN)
+    _fill_cohort_columns(df, site_known=site_from is not None)
+    fixed = (*BASE_COLUMNS, *COHORT_COLUMNS, *CLINICAL_COLUMNS, CHECKSUM_COLUMN, PROBLEM_COLUMN)
     label_cols = [c for c in df.columns if c not in fixed]
-    df = df[[*BASE_COLUMNS, *CLINICAL_COLUMNS, *label_cols, CHECKSUM_COLUMN, PROBLEM_COLUMN]]
+    df = df[
+        [
+            "case_id",
+            *COHORT_COLUMNS,
+            *BASE_COLUMNS[1:],
+            *CLINICAL_COLUMNS,
+            *label_cols,
+            CHECKSUM_COLUMN,
+            PROBLEM_COLUMN,
+        ]
+    ]
     bad = df.index[df[PROBLEM_COLUMN] != ""]
     if len(bad):
         logger.warning(
@@ -519,6 +618,34 @@ def build_manifest(
     return df
 
 
+def _fill_cohort_columns(df: pd.DataFrame, site_known: bool) -> None:
+    """Defaults of the cohort columns, in place: subject = case id, no time point, site."""
+    subject = df["subject_id"] if "subject_id" in df.columns else pd.Series(pd.NA, index=df.index)
+    df["subject_id"] = subject.astype("string").fillna(df["case_id"].astype("string"))
+    if "timepoint" in df.columns:
+        df["timepoint"] = pd.to_numeric(df["timepoint"], errors="coerce").astype(float)
+    else:
+        df["timepoint"] = np.nan
+    if site_known:
+        df["site"] = df["site"].astype("string").fillna(UNKNOWN_SITE)
+    else:
+        df["site"] = ""
+    check_cohort(df[list(COHORT_COLUMNS)], "manifest")
+    n_subjects = df["subject_id"].nunique()
+    if n_subjects < len(df):
+        logger.info("manifest: %d scan(s) of %d subject(s)", len(df), n_subjects)
+    if site_known:
+        counts = df["site"].value_counts()
+        logger.info("manifest: sites %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def _format_timepoint(value: Any) -> str:
+    """Time points without a trailing ``.0`` (days are whole numbers); empty when NaN."""
+    if value is None or pd.isna(value):
+        return ""
+    return f"{float(value):g}" if float(value).is_integer() else repr(float(value))
+
+
 def write_manifest(df: pd.DataFrame, path: Path) -> Path:
     """Write a manifest CSV; source paths are re-based onto ``path``'s folder when needed."""
     path = Path(path)
@@ -528,6 +655,8 @@ def write_manifest(df: pd.DataFrame, path: Path) -> Path:
     target = path.parent.resolve()
     if root is not None and Path(root) != target:
         out["source"] = [_rel(Path(root) / s, target) for s in out["source"]]
+    if "timepoint" in out.columns:
+        out["timepoint"] = [_format_timepoint(v) for v in out["timepoint"]]
     out.to_csv(path, index=False, lineterminator="\n")
     logger.info("wrote manifest %s (%d cases)", path, len(out))
     return path
@@ -579,9 +708,16 @@ class Manifest:
         try:
             table = pd.read_csv(
                 path,
-                dtype={"case_id": str, "source": str, "files": str, "grade": str},
+                dtype={
+                    "case_id": str,
+                    "subject_id": str,
+                    "site": str,
+                    "source": str,
+                    "files": str,
+                    "grade": str,
+                },
                 keep_default_na=False,
-                na_values={"age": [""], "time": [""], "volume": [""]},
+                na_values={"age": [""], "time": [""], "volume": [""], "timepoint": [""]},
             )
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
@@ -700,8 +836,29 @@ class Manifest:
             raise DataError(f"case {case_id}: mask {seg} listed in the manifest is missing")
         return case
 
+    def cohort(self) -> pd.DataFrame:
+        """``subject_id``, ``timepoint``, ``site`` by case id (defaults for older manifests).
+
+        ``subject_id`` is the case id where empty, ``timepoint`` a float (NaN for single
+        scans), ``site`` a string (<NA> where the manifest records none).
+        """
+        table = self.table
+        ids = table["case_id"].astype(str)
+        out = pd.DataFrame(index=pd.Index(ids.to_numpy(dtype=object), name="case_id"))
+        subject = table["subject_id"] if "subject_id" in table.columns else ids
+        subject = subject.astype("string").replace("", pd.NA).fillna(ids.astype("string"))
+        out["subject_id"] = subject.to_numpy()
+        out["subject_id"] = out["subject_id"].astype("string")
+        timepoint = table["timepoint"] if "timepoint" in table.columns else np.nan
+        out["timepoint"] = pd.to_numeric(pd.Series(timepoint, index=table.index), errors="coerce")
+        site = table["site"] if "site" in table.columns else pd.Series(pd.NA, index=table.index)
+        out["site"] = site.astype("string").replace("", pd.NA).to_numpy()
+        out["site"] = out["site"].astype("string")
+        return out
+
     def clinical(self) -> pd.DataFrame:
-        """The clinical columns (grade, age, time, event, resection, label columns) by case id."""
+        """The clinical columns (cohort columns, grade, age, time, event, resection, label
+        columns) by case id."""
         fixed = set(BASE_COLUMNS) | {CHECKSUM_COLUMN, PROBLEM_COLUMN}
         columns = [c for c in self.table.columns if c not in fixed or c == "grade"]
         out = self.table[columns].copy()

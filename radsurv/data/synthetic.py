@@ -144,8 +144,16 @@ def make_phantom(
     params: PatientParams,
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     seed: int = DEFAULT_SEED,
+    *,
+    case_id: str | None = None,
+    noise_stream: int | None = None,
 ) -> Case:
     """Render one patient's four modalities and canonical label mask at 1 mm voxels.
+
+    The anatomy and the tumour's shape fields depend on ``(seed, params.index)`` only, so two
+    scans of one patient (the same index, other tumour parameters) share them. ``case_id``
+    overrides the id (default: from the index); ``noise_stream`` draws the scanner noise from
+    its own random stream (default: the anatomy's stream, as single-scan cohorts do).
 
     Examples
     --------
@@ -183,6 +191,7 @@ def make_phantom(
 
     texture = _smooth_field(rng, shape, max(0.7, smooth_sigma / 3))
     bias = 1.0 + 0.08 * _smooth_field(rng, shape, smooth_sigma * 4)
+    noise_rng = rng if noise_stream is None else _rng(seed, params.index, noise_stream)
     images: dict[str, np.ndarray] = {}
     for modality in MODALITIES:
         tissue = _TISSUE[modality]
@@ -193,12 +202,12 @@ def make_phantom(
         for region, label in (("ED", LABEL_ED), ("ET", LABEL_ET), ("NCR", LABEL_NCR)):
             sel = labels == label
             img[sel] = tissue[region] * (1.0 + params.heterogeneity * texture[sel])
-        noise = rng.normal(0.0, _NOISE_SD[modality], size=shape).astype(np.float32)
+        noise = noise_rng.normal(0.0, _NOISE_SD[modality], size=shape).astype(np.float32)
         img = img * bias * (1.0 + noise)
         img[~brain] = 0.0  # skull-stripped like BraTS
         images[modality] = np.clip(img, 0.0, None).astype(np.float32)
     return Case(
-        case_id=case_id_for_volume(params.index),
+        case_id=case_id or case_id_for_volume(params.index),
         images=images,
         labels=labels,
         spacing=(1.0, 1.0, 1.0),
@@ -303,8 +312,13 @@ def synthesize_cohort(
     n_cases: int = DEFAULT_CASES,
     seed: int = DEFAULT_SEED,
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    timepoints: int = 1,
 ) -> SyntheticCohort:
     """Write a synthetic cohort in exactly the Kaggle HDF5 layout plus its clinical tables.
+
+    ``timepoints=2`` writes a longitudinal cohort instead: ``n_cases`` subjects with a
+    baseline and a follow-up scan each, in which pseudoprogression and true progression evolve
+    differently (:mod:`radsurv.data.synthetic_longitudinal`, which documents its truth).
 
     Writes ``out/data/volume_{V}_slice_{S}.h5`` and ``out/data/meta_data.csv``,
     ``out/survival_info.csv``, ``out/name_mapping.csv``, ``out/pseudoprogression.csv``,
@@ -317,6 +331,12 @@ def synthesize_cohort(
     """
     if n_cases < 1:
         raise ValueError("n_cases must be >= 1")
+    if timepoints not in (1, 2):
+        raise ValueError(f"timepoints must be 1 or 2, got {timepoints}")
+    if timepoints == 2:
+        from radsurv.data.synthetic_longitudinal import synthesize_longitudinal_cohort
+
+        return synthesize_longitudinal_cohort(Path(out), n_cases, seed, shape)
     out = Path(out)
     cohort = SyntheticCohort(
         root=out,

@@ -454,8 +454,9 @@ def read_feature_table(path: str | Path) -> pd.DataFrame:
 
     The id column is ``case_id`` (or another id name :mod:`radsurv.clinical` accepts, or the
     first column). Non-numeric columns (e.g. PyRadiomics ``diagnostics_*`` strings, status
-    text) are left out and logged; the numeric ``diagnostics_*`` columns are left out too
-    because they describe the image, not the tumour.
+    text) are left out and logged; the numeric ``diagnostics_*`` columns and the cohort keys
+    (``subject_id``, ``timepoint``, ``site``, ``baseline_timepoint`` of a ``radsurv delta``
+    table) are left out too because they describe the image, not the tumour.
 
     Raises
     ------
@@ -495,8 +496,14 @@ def read_feature_table(path: str | Path) -> pd.DataFrame:
     numeric = [
         c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool
     ]
-    dropped = [c for c in df.columns if c not in numeric or str(c).startswith("diagnostics_")]
-    keep = [c for c in numeric if not str(c).startswith("diagnostics_")]
+    # cohort keys (e.g. of a `radsurv delta` table) describe the scan, not the tumour
+    keys = {"subject_id", "timepoint", "site", "baseline_case_id", "baseline_timepoint"}
+    dropped = [
+        c
+        for c in df.columns
+        if c not in numeric or str(c).startswith("diagnostics_") or str(c) in keys
+    ]
+    keep = [c for c in numeric if c not in dropped]
     if dropped:
         logger.info(
             "%s: %d non-feature columns left out (e.g. %s)", path, len(dropped), dropped[:3]
