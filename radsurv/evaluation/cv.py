@@ -66,11 +66,20 @@ def survival_strata(event: np.ndarray, time: np.ndarray) -> np.ndarray:
     return event.astype(int) * 3 + np.clip(tertile, 0, 2)
 
 
+def survival_stratum_label(stratum: Any) -> str:
+    """Words for a stratum of :func:`survival_strata`, e.g. 4 -> "deaths, 2nd time tertile"."""
+    s = int(stratum)
+    return f"{'deaths' if s >= 3 else 'censored'}, {('1st', '2nd', '3rd')[s % 3]} time tertile"
+
+
 def make_folds(
     strata: Sequence[Any] | np.ndarray,
     n_splits: int,
     n_repeats: int = 1,
     seed: int = 0,
+    *,
+    describe: Callable[[Any], str] | None = None,
+    context: str = "cross-validation",
 ) -> list[Fold]:
     """Plan repeated stratified K-fold splits.
 
@@ -84,6 +93,9 @@ def make_folds(
         Folds per repeat and number of repeats (each repeat reshuffles).
     seed
         Random seed; the plan depends only on it and the strata.
+    describe, context
+        Words for a stratum label and for this plan (e.g. ``"inner CV of fold 3"``), used in
+        the warning about merged strata.
 
     Returns
     -------
@@ -105,11 +117,24 @@ def make_folds(
     small = values[counts < n_splits]
     if small.size:
         largest = values[np.argmax(counts)]
+
+        def name(v: Any) -> str:
+            return f"stratum {v}" + (f" ({describe(v)})" if describe else "")
+
         log.warning(
-            "strata %s have fewer than %d members: merged into stratum %s",
-            ", ".join(f"{v} ({c})" for v, c in zip(values, counts, strict=True) if v in small),
+            "%s, %d folds: %s %s fewer cases than folds, so stratified splitting cannot put "
+            "%s in every fold; for the fold assignment only, %s merged into the largest, %s",
+            context,
             n_splits,
-            largest,
+            ", ".join(
+                f"{name(v)} with {c} case{'s' if c != 1 else ''}"
+                for v, c in zip(values, counts, strict=True)
+                if v in small
+            ),
+            "has" if small.size == 1 else "have",
+            "it" if small.size == 1 else "them",
+            "it is" if small.size == 1 else "they are",
+            name(largest),
         )
         labels = np.where(np.isin(labels, small), largest, labels)
     splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)

@@ -66,12 +66,16 @@ class SurvivalStratifiedKFold(BaseCrossValidator):
         self, X: Any, y: Any = None, groups: Any = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         from radsurv.clinical import event_and_time
-        from radsurv.evaluation.cv import make_folds, survival_strata
+        from radsurv.evaluation.cv import make_folds, survival_strata, survival_stratum_label
 
         if y is None:
             raise ConfigError("the inner survival CV needs the survival target y to stratify")
         event, time = event_and_time(y)
-        for fold in make_folds(survival_strata(event, time), self.n_splits, 1, self.random_state):
+        plan = make_folds(
+            survival_strata(event, time), self.n_splits, 1, self.random_state,
+            describe=survival_stratum_label, context="nested tuning, inner CV",
+        )  # fmt: skip
+        for fold in plan:
             yield fold.train, fold.test
 
     def _iter_test_indices(self, X: Any = None, y: Any = None, groups: Any = None):  # noqa: D102

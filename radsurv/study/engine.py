@@ -203,7 +203,10 @@ def run_engine(
     """
     n_splits, n_repeats = parse_cv_spec(cv)
     endpoint.check(y, n_splits)
-    folds = make_folds(endpoint.strata(y), n_splits, n_repeats, seed)
+    folds = make_folds(
+        endpoint.strata(y), n_splits, n_repeats, seed, describe=endpoint.stratum_label,
+        context=f"{endpoint.kind} study, outer CV",
+    )  # fmt: skip
     rng = np.random.default_rng([seed, 7919])
     y_perm = {i: endpoint.permute(y, rng) for i in range(permutations)}
     runner = partial(run_unit, endpoint=endpoint, design=design, y=y, y_permuted=y_perm)
@@ -284,7 +287,10 @@ def _permutation_test(
     models = [s for s in specs if s.role == "model"]
     tasks: list[Task] = []
     for i, yp in y_perm.items():
-        plan = make_folds(endpoint.strata(yp), n_splits, reps, seed=seed)
+        plan = make_folds(
+            endpoint.strata(yp), n_splits, reps, seed=seed, describe=endpoint.stratum_label,
+            context=f"permutation {i + 1}",
+        )  # fmt: skip
         tasks += [Task(f, s, i) for s in models for f in plan]
     log.info("permutation test: %d permutations x %d tasks", len(y_perm), len(tasks))
     runner = partial(run_unit, endpoint=endpoint, design=design, y=y, y_permuted=y_perm)

@@ -89,3 +89,17 @@ def test_selection_inside_folds_gives_chance_c_on_noise() -> None:
         {"cox": make_model("cox", k=None)}, X[list(leaked)], y, folds, n_jobs=1
     )
     assert res2.summaries["cox"]["harrell_c"]["mean"] > c + 0.05
+
+
+def test_merged_strata_warning_says_what_and_why(caplog) -> None:
+    import logging
+
+    from radsurv.evaluation.cv import make_folds, survival_stratum_label
+
+    strata = np.array([4] * 20 + [1])  # one censored case in the 2nd time tertile
+    with caplog.at_level(logging.WARNING, logger="radsurv.evaluation.cv"):
+        make_folds(strata, 5, describe=survival_stratum_label, context="survival study, outer CV")
+    text = caplog.text
+    assert "survival study, outer CV, 5 folds" in text
+    assert "stratum 1 (censored, 2nd time tertile) with 1 case" in text
+    assert "merged into the largest, stratum 4 (deaths, 2nd time tertile)" in text

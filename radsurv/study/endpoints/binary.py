@@ -34,6 +34,10 @@ class BinaryEndpoint(Endpoint):
         self.settings = settings
         self.source = source
 
+    @staticmethod
+    def stratum_label(stratum: Any) -> str:
+        return f"label {stratum}"
+
     def strata(self, y: Any) -> np.ndarray:
         return np.asarray(y)
 

@@ -54,6 +54,12 @@ class SurvivalEndpoint(Endpoint):
         self.selection = selection
         self.inner_folds = inner_folds
 
+    @staticmethod
+    def stratum_label(stratum: Any) -> str:
+        from radsurv.evaluation.cv import survival_stratum_label
+
+        return survival_stratum_label(stratum)
+
     def strata(self, y: Any) -> np.ndarray:
         from radsurv.clinical import event_and_time
         from radsurv.evaluation.cv import survival_strata
