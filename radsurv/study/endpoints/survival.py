@@ -84,11 +84,11 @@ class SurvivalEndpoint(Endpoint):
         from radsurv.models.survival import CoxPH, make_model
         from radsurv.models.survival_tuning import make_tuned_model
 
-        if spec.role == "baseline":
+        if spec.role == "baseline" or _is_clinical_cox(spec, design, self.inner_folds):
             return Pipeline(
                 [
                     ("prep", make_preprocessor(near_constant=False, corr_threshold=None)),
-                    ("model", CoxPH(penalizer=0.01)),
+                    ("model", CoxPH(penalizer=BASELINE_PENALIZER)),
                 ]
             )
         if design.feature_columns:
@@ -124,6 +124,14 @@ class SurvivalEndpoint(Endpoint):
         return FinalModel(model, params)
 
 
+BASELINE_PENALIZER = 0.01  # a nearly unpenalised ridge Cox: a few clinical covariates
+
+
+def _is_clinical_cox(spec: ModelSpec, design: Any, inner_folds: int | None) -> bool:
+    """``cox`` on covariates alone (no features, no tuning) is the baselines' specification."""
+    return spec.name == "cox" and not design.feature_columns and not inner_folds
+
+
 def survival_specs(design: Any, models: Any, notes: list[str]) -> list[ModelSpec]:
     """Requested models (covariates + features) then the baselines the design allows."""
     from radsurv.models.survival import MODEL_NAMES
@@ -135,6 +143,16 @@ def survival_specs(design: Any, models: Any, notes: list[str]) -> list[ModelSpec
         raise ConfigError("nothing to model: give --features and/or --covariates")
     cols = tuple(design.covariate_columns + design.feature_columns)
     specs = [ModelSpec(m, "model", cols) for m in models]
+    notes.append(
+        f"baselines: Cox, ridge penalizer {BASELINE_PENALIZER}, on their covariates only; "
+        "model cox: elastic net (penalizer 0.1, l1_ratio 0.5) with in-fold selection"
+        + (
+            f"; without features, cox is the baselines' Cox (penalizer {BASELINE_PENALIZER}) "
+            "on the covariates, so it equals the baseline with the same covariates"
+            if not design.feature_columns and "cox" in models
+            else ""
+        )
+    )
     age = design.baseline_columns.get("age", [])
     res = design.baseline_columns.get("resection", [])
     baselines: list[tuple[str, list[str]]] = []
