@@ -39,6 +39,16 @@ from radsurv.models.classifiers import save_classifier
 
 logger = logging.getLogger(__name__)
 
+METRIC_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "Discrimination and calibration (probabilities)",
+        ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece"),
+    ),
+    (
+        "At the training-fold threshold (classes)",
+        ("balanced_accuracy", "sensitivity", "specificity"),
+    ),
+)
 METRIC_LABELS: dict[str, str] = {
     "roc_auc": "ROC AUC",
     "pr_auc": "PR AUC",
@@ -305,6 +315,11 @@ def write_classification_outputs(
         "threshold_rule": result.metrics["threshold"],
         "ci_rule": result.metrics["ci"],
         "metric_labels": [METRIC_LABELS[m] for m in METRIC_NAMES],
+        # two tables that each fit a laptop screen: probabilities, then the thresholded class
+        "metric_groups": [
+            (title, [i for i, m in enumerate(METRIC_NAMES) if m in names])
+            for title, names in METRIC_GROUPS
+        ],
         "rows": _metric_rows(result),
         "roc": roc_figure(result, seed=result.metrics["cv"]["seed"]),
         "calibration": calibration_figure(result),

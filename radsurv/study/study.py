@@ -421,6 +421,7 @@ class SurvivalStudy:
             _tuning_document,
         )
         from radsurv.study.endpoints.survival import (
+            BASELINE_TEXT,
             REFERENCE_BASELINE,
             SurvivalEndpoint,
             survival_cohort,
@@ -473,6 +474,13 @@ class SurvivalStudy:
         )
         n_splits, n_repeats = run.n_splits, run.n_repeats
         settings = {
+            "clinical table": _input_name(self.clinical),
+            "manifest": _input_name(self.manifest),
+            "features file": _input_name(self.features)
+            + (f" (extraction settings {self._settings_hash})" if self._settings_hash else ""),
+            "robustness filter": f"{self.robustness} (ICC >= {self.min_icc:g})"
+            if self.robustness is not None
+            else "-",
             "models": ", ".join(self.models),
             "cv": f"{n_splits} folds x {n_repeats} repeats, stratified on event x time tertile",
             "seed": self.seed,
@@ -496,6 +504,7 @@ class SurvivalStudy:
                 else "-"
             ),
             "spread": SPREAD_NOTE["survival"],
+            "baselines": BASELINE_TEXT,
         }
         for name, info in tuning.items():
             settings[f"tuned {name}: grid"] = _grid_text(info["grid"])
@@ -855,6 +864,15 @@ def record_outputs(out: Path, written: Iterable[PathLike]) -> None:
         found = [path] if path.is_file() else (list(path.rglob("*")) if path.is_dir() else [])
         files.update(str(f.relative_to(out)) for f in found if f.is_file())
     (out / OUTPUTS_RECORD).write_text(json.dumps({"files": sorted(files)}, indent=1) + "\n")
+
+
+def _input_name(value: Any) -> str:
+    """How an input appears in a report's settings: its path, "DataFrame", or "-"."""
+    if value is None:
+        return "-"
+    if isinstance(value, pd.DataFrame):
+        return f"DataFrame ({len(value)} rows)"
+    return str(Path(value).resolve())
 
 
 def _robustness_filter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,11 @@ def test_survival_study_api_summary_and_shared_keys(cohort_files, tmp_path):
     assert math.isfinite(doc["baselines"]["age"]["harrell_c"]["mean"])
     assert doc["models"]["cox"]["vs_baseline"]["reference"] == "age"
     assert {r["model"] for r in doc["per_fold"]} == {"cox", "age", "age+resection"}
-    assert "Difference to the age baseline" in paths["report"].read_text()
+    report = paths["report"].read_text()
+    assert "Difference to the age baseline" in report
+    # the report names its inputs and how the baselines are specified
+    assert str(Path(cohort_files["train_generic"]).resolve()) in report
+    assert "ridge penalizer 0.01" in report
 
 
 def test_binary_study_api_same_engine(cohort_files, tmp_path):

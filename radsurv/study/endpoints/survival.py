@@ -125,6 +125,10 @@ class SurvivalEndpoint(Endpoint):
 
 
 BASELINE_PENALIZER = 0.01  # a nearly unpenalised ridge Cox: a few clinical covariates
+BASELINE_TEXT = (
+    f"Cox, ridge penalizer {BASELINE_PENALIZER}, on the baseline's covariates only (model cox: "
+    "elastic net, penalizer 0.1, l1_ratio 0.5, with in-fold selection)"
+)
 
 
 def _is_clinical_cox(spec: ModelSpec, design: Any, inner_folds: int | None) -> bool:
@@ -143,16 +147,11 @@ def survival_specs(design: Any, models: Any, notes: list[str]) -> list[ModelSpec
         raise ConfigError("nothing to model: give --features and/or --covariates")
     cols = tuple(design.covariate_columns + design.feature_columns)
     specs = [ModelSpec(m, "model", cols) for m in models]
-    notes.append(
-        f"baselines: Cox, ridge penalizer {BASELINE_PENALIZER}, on their covariates only; "
-        "model cox: elastic net (penalizer 0.1, l1_ratio 0.5) with in-fold selection"
-        + (
-            f"; without features, cox is the baselines' Cox (penalizer {BASELINE_PENALIZER}) "
+    if not design.feature_columns and "cox" in models:
+        notes.append(
+            f"cox without features is the baselines' Cox (ridge penalizer {BASELINE_PENALIZER}) "
             "on the covariates, so it equals the baseline with the same covariates"
-            if not design.feature_columns and "cox" in models
-            else ""
         )
-    )
     age = design.baseline_columns.get("age", [])
     res = design.baseline_columns.get("resection", [])
     baselines: list[tuple[str, list[str]]] = []
