@@ -91,7 +91,10 @@ def _run(locked: bool, **kw) -> None:  # noqa: ANN003
     labels = study.read_labels()
     study.labels = labels
     typer.echo(f"positive class: '{labels.positive}' (label 1); {labels.summary()}")
-    result = study.run()
+    from radsurv.cli.progress import progress_display
+
+    with progress_display("classify") as progress:
+        result = study.run(progress=progress)
     for line in result.describe_covariates():
         typer.echo(f"covariate {line}")
     paths = result.save(kw["out"])

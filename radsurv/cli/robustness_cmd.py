@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from radsurv.cli import feature_options as opt
 from radsurv.cli.app import app
-
-
-@contextmanager
-def _progress_bar(enabled: bool | None) -> Iterator[Callable[[int, int, str], None] | None]:
-    """A rich bar on a terminal (or when asked), fed by the library's progress callback."""
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn("robustness"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
-    task = bar.add_task("", total=None)
-
-    def update(done: int, total: int, message: str) -> None:
-        bar.update(task, completed=done, total=total, description=message)
-
-    with bar:
-        yield update
+from radsurv.cli.progress import progress_display
 
 
 @app.command("robustness")
@@ -83,7 +53,7 @@ def robustness_cmd(
     from radsurv.data.labels import parse_modalities, parse_regions
     from radsurv.features.robustness import compute_robustness
 
-    with _progress_bar(progress) as callback:
+    with progress_display("robustness", progress) as callback:
         result = compute_robustness(
             manifest,
             perturbations=perturbations,

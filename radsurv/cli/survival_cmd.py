@@ -100,7 +100,10 @@ def _run_and_report(out: Path | None, locked: bool, **kw) -> None:  # noqa: ANN0
 
     if out is None:
         raise ConfigError("--out is required (the output folder)")
-    result = _study(**kw).run()
+    from radsurv.cli.progress import progress_display
+
+    with progress_display("survival") as progress:
+        result = _study(**kw).run(progress=progress)
     for line in result.describe_covariates():
         typer.echo(f"covariate {line}")
     paths = result.save(out)

@@ -144,18 +144,37 @@ def make_folds(
     return folds
 
 
+ProgressCallback = Callable[[int, int, str], None]
+"""``progress(done, total, what)``: called after each finished task (the CLI draws a bar)."""
+
+
 def run_folds(
     func: Callable[[Fold], _T],
     folds: Sequence[Fold],
     n_jobs: int = 1,
+    progress: ProgressCallback | None = None,
+    what: str = "folds",
 ) -> list[_T]:
     """Run ``func(fold)`` on every fold, in parallel processes when ``n_jobs != 1``.
 
     Results come back in fold order. ``func`` must be picklable (a module-level function or a
-    :func:`functools.partial` of one) for ``n_jobs > 1``.
+    :func:`functools.partial` of one) for ``n_jobs > 1``. ``progress(done, total, what)`` is
+    called as tasks finish.
     """
-    if n_jobs == 1 or len(folds) <= 1:
-        return [func(f) for f in folds]
+    total = len(folds)
+    if n_jobs == 1 or total <= 1:
+        results = []
+        for i, f in enumerate(folds, 1):
+            results.append(func(f))
+            if progress is not None:
+                progress(i, total, what)
+        return results
     from joblib import Parallel, delayed
 
-    return list(Parallel(n_jobs=n_jobs)(delayed(func)(f) for f in folds))
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+    results = []
+    for i, result in enumerate(parallel(delayed(func)(f) for f in folds), 1):
+        results.append(result)
+        if progress is not None:
+            progress(i, total, what)
+    return results

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radsurv.evaluation.cv import Fold, make_folds, parse_cv_spec, run_folds
+from radsurv.evaluation.cv import Fold, ProgressCallback, make_folds, parse_cv_spec, run_folds
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,7 @@ def run_engine(
     permutation_repeats: int = 1,
     reference: str | None = None,
     fit_final: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> EngineRun:
     """Cross-validate every spec on one fold plan; permutation test; comparisons; final fits.
 
@@ -219,7 +220,7 @@ def run_engine(
         n_splits,
         n_repeats,
     )
-    outputs = run_folds(runner, tasks, n_jobs=n_jobs)  # type: ignore[arg-type]
+    outputs = run_folds(runner, tasks, n_jobs=n_jobs, progress=progress, what="cross-validation")  # type: ignore[arg-type]
     run = EngineRun(folds, list(specs), list(outputs), n_splits, n_repeats, reference=reference)
     rows = []
     for task, out in zip(tasks, outputs, strict=True):
@@ -239,8 +240,9 @@ def run_engine(
         run.comparisons = compare_to_reference(run, endpoint.primary_metric, reference)
     if permutations:
         run.permutation = _permutation_test(
-            endpoint, design, y, y_perm, specs, run, n_splits, permutation_repeats, seed, n_jobs
-        )
+            endpoint, design, y, y_perm, specs, run, n_splits, permutation_repeats, seed, n_jobs,
+            progress,
+        )  # fmt: skip
     if fit_final:
         for spec in specs:
             try:
@@ -281,6 +283,7 @@ def _permutation_test(
     repeats: int,
     seed: int,
     n_jobs: int,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Rerun the CV of every model on permuted targets (the first ``repeats`` repeats)."""
     reps = min(repeats, run.n_repeats)
@@ -294,7 +297,7 @@ def _permutation_test(
         tasks += [Task(f, s, i) for s in models for f in plan]
     log.info("permutation test: %d permutations x %d tasks", len(y_perm), len(tasks))
     runner = partial(run_unit, endpoint=endpoint, design=design, y=y, y_permuted=y_perm)
-    outputs = run_folds(runner, tasks, n_jobs=n_jobs)  # type: ignore[arg-type]
+    outputs = run_folds(runner, tasks, n_jobs=n_jobs, progress=progress, what="permutation test")  # type: ignore[arg-type]
     from radsurv.evaluation.classification_metrics import permutation_p_value
 
     result: dict[str, dict[str, Any]] = {}

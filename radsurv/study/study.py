@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from radsurv.errors import ConfigError
+from radsurv.evaluation.cv import ProgressCallback
 from radsurv.evaluation.report import format_estimate
 from radsurv.study.design import (
     CATEGORICAL,
@@ -402,14 +403,22 @@ class SurvivalStudy:
         design.cohort.update(robust_cohort)
         return design
 
-    def run(self) -> StudyResult:
-        """Build the design, cross-validate, compare with the baselines, refit on all cases."""
+    def run(self, progress: ProgressCallback | None = None) -> StudyResult:
+        """Build the design, cross-validate, compare with the baselines, refit on all cases.
+
+        ``progress(done, total, what)`` is called as CV tasks finish (the CLI draws a bar)."""
         from radsurv.clinical import survival_target
 
         design = self.build_design()
-        return self.analyse(design, survival_target(design.clinical))
+        return self.analyse(design, survival_target(design.clinical), progress=progress)
 
-    def analyse(self, design: Design, y: Any, cohort: dict[str, Any] | None = None) -> StudyResult:
+    def analyse(
+        self,
+        design: Design,
+        y: Any,
+        cohort: dict[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> StudyResult:
         """Cross-validate, compare and refit on a built design (``run`` after its design step)."""
         from radsurv.evaluation.survival_metrics import SurvivalCVResult, summarise_folds
         from radsurv.evaluation.survival_report import (
@@ -448,6 +457,7 @@ class SurvivalStudy:
             n_jobs=self.n_jobs,
             permutations=self.permutations,
             reference=reference,
+            progress=progress,
         )
         flat = list(run.outputs)
         cvres = SurvivalCVResult(flat, n_splits=run.n_splits, n_repeats=run.n_repeats)
@@ -749,8 +759,10 @@ class BinaryStudy:
         design.cohort.update(cohort)
         return design, parsed, cohort, warnings
 
-    def run(self) -> StudyResult:
-        """Build the design, cross-validate, compare with the baseline, refit on all cases."""
+    def run(self, progress: ProgressCallback | None = None) -> StudyResult:
+        """Build the design, cross-validate, compare with the baseline, refit on all cases.
+
+        ``progress(done, total, what)`` is called as CV tasks finish (the CLI draws a bar)."""
         from radsurv.study.endpoints.binary import (
             BinaryEndpoint,
             binary_specs,
@@ -775,6 +787,7 @@ class BinaryStudy:
             permutations=settings.permutations,
             permutation_repeats=settings.permutation_repeats,
             reference=reference,
+            progress=progress,
         )
         cols = design.covariate_columns + design.feature_columns
         result = classification_result(run, design.X[cols], y, design.covariate_columns, settings)

@@ -240,3 +240,24 @@ def test_cox_on_the_baseline_covariates_alone_equals_that_baseline(cohort_files)
     s = result.summary
     assert s.loc["cox", "harrell_c"] == s.loc["age+resection", "harrell_c"]
     assert any("equals the baseline with the same covariates" in n for n in result.design.notes)
+
+
+def test_progress_is_reported_through_a_callback_and_logged_without_a_terminal(
+    cohort_files, caplog
+):
+    import logging
+
+    from radsurv.cli.progress import progress_display
+
+    calls = []
+    SurvivalStudy(cohort_files["train_generic"], covariates="age", cv="3x1").run(
+        progress=lambda done, total, what: calls.append((done, total, what))
+    )
+    # 3 folds x (cox + 2 baselines), each reported once, in order
+    assert calls == [(i, 9, "cross-validation") for i in range(1, 10)]
+    with caplog.at_level(logging.INFO, logger="radsurv.cli"):
+        with progress_display("survival", enabled=False) as progress:
+            for done, total, what in calls:
+                progress(done, total, what)
+    lines = [r.getMessage() for r in caplog.records if r.name == "radsurv.cli"]
+    assert lines[-1] == "survival: cross-validation 9/9" and len(lines) == 9
