@@ -255,9 +255,11 @@ def test_progress_is_reported_through_a_callback_and_logged_without_a_terminal(
     )
     # 3 folds x (cox + 2 baselines), each reported once, in order
     assert calls == [(i, 9, "cross-validation") for i in range(1, 10)]
-    with caplog.at_level(logging.INFO, logger="radsurv.cli"):
-        with progress_display("survival", enabled=False) as progress:
-            for done, total, what in calls:
-                progress(done, total, what)
+    with (
+        caplog.at_level(logging.INFO, logger="radsurv.cli"),
+        progress_display("survival", enabled=False) as progress,
+    ):
+        for done, total, what in calls:
+            progress(done, total, what)
     lines = [r.getMessage() for r in caplog.records if r.name == "radsurv.cli"]
     assert lines[-1] == "survival: cross-validation 9/9" and len(lines) == 9
