@@ -12,9 +12,15 @@ import numpy as np
 from radsurv.evaluation.report import figure_to_data_uri, format_number, new_figure
 
 
-def _figure(groups: Mapping[str, Any], pooled: Mapping[str, Any], metric: str) -> str:
+def _figure(
+    groups: Mapping[str, Any],
+    pooled: Mapping[str, Any],
+    metric: str,
+    roles: Mapping[str, str] | None = None,
+) -> str:
     sites = [*groups.keys(), "pooled"]
-    models = list(next(iter(pooled.values()), {}) and pooled.keys())
+    models = list(pooled.keys())
+    roles = roles or {}
     fig, ax = new_figure((max(5.0, 0.9 * len(sites) + 2), 4.0))
     width = 0.8 / max(len(models), 1)
     for j, model in enumerate(models):
@@ -28,7 +34,16 @@ def _figure(groups: Mapping[str, Any], pooled: Mapping[str, Any], metric: str) -
             ms.append(m)
             lo.append(m - ci[0] if np.isfinite(ci[0]) else 0.0)
             hi.append(ci[1] - m if np.isfinite(ci[1]) else 0.0)
-        ax.errorbar(xs, ms, yerr=[lo, hi], fmt="o", capsize=3, label=model)
+        baseline = roles.get(model) == "baseline"
+        ax.errorbar(
+            xs,
+            ms,
+            yerr=[lo, hi],
+            fmt="s" if baseline else "o",
+            mfc="white" if baseline else None,
+            capsize=3,
+            label=f"{model} (baseline)" if baseline else model,
+        )
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xticks(range(len(sites)))
     ax.set_xticklabels(sites, rotation=30, ha="right")
@@ -64,7 +79,7 @@ def site_context(extra: Mapping[str, Any] | None, metric: str) -> dict[str, Any]
             "models": models,
             "rows": rows,
             "plan": (extra.get("cv") or {}).get("description", ""),
-            "figure": _figure(groups, pooled, metric),
+            "figure": _figure(groups, pooled, metric, extra.get("group_roles")),
         }
     harm = extra.get("harmonisation")
     if harm:

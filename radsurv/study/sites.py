@@ -4,7 +4,8 @@ Computed from the out-of-fold predictions (``predictions.csv``), so anyone can r
 for each site (the held-out sites of a site-wise plan; every site otherwise) and each model
 or baseline, the metric over that site's out-of-fold predictions of one CV repeat, averaged
 over repeats (``mean``), with ``sd`` over repeats and a 95 % CI from a case-level bootstrap
-within the site (``n_boot`` resamples, the same resampled cases in every repeat), plus ``n``
+within the site (``n_boot`` resamples, the same resampled cases in every repeat; Harrell's C
+of the resamples by :func:`_harrell_pairs`), plus ``n``
 and ``events`` (deaths, or positives of a binary endpoint). ``pooled`` is the same over all
 out-of-fold predictions.
 
@@ -28,6 +29,10 @@ SURVIVAL_GROUP_METRICS = ("harrell_c", "uno_c")
 BINARY_GROUP_METRICS = ("roc_auc", "pr_auc", "brier")
 #: Metrics given as point estimates only (an IPCW refit per resample is too slow).
 NO_BOOTSTRAP = ("uno_c",)
+#: Faster equivalents used inside the bootstrap.
+BOOTSTRAP_METRIC: dict[str, Callable[[dict[str, np.ndarray]], float]] = {
+    "harrell_c": lambda d: _harrell_pairs(d["event"].astype(bool), d["time"], d["risk"])
+}
 
 
 def _harrell(ev: np.ndarray, t: np.ndarray, risk: np.ndarray) -> float:
@@ -39,6 +44,21 @@ def _harrell(ev: np.ndarray, t: np.ndarray, risk: np.ndarray) -> float:
         return float(concordance_index_censored(ev, t, risk)[0])
     except (ValueError, ZeroDivisionError):
         return math.nan
+
+
+def _harrell_pairs(ev: np.ndarray, t: np.ndarray, risk: np.ndarray) -> float:
+    """Harrell's C by broadcasting (pairs with an event at the shorter time; risk ties 1/2).
+
+    Used for the bootstrap resamples only (fast); the point estimate is scikit-survival's.
+    """
+    if ev.sum() == 0 or len(ev) < 2 or not np.all(np.isfinite(risk)):
+        return math.nan
+    comparable = (t[:, None] < t[None, :]) & ev[:, None]
+    total = comparable.sum()
+    if not total:
+        return math.nan
+    diff = risk[:, None] - risk[None, :]
+    return float(((diff > 0) & comparable).sum() + 0.5 * ((diff == 0) & comparable).sum()) / total
 
 
 def _survival_metric(name: str, y_all: Any) -> Callable[[dict[str, np.ndarray]], float]:
@@ -85,6 +105,7 @@ def _summary(
     metric: Callable[[dict[str, np.ndarray]], float],
     rng: np.random.Generator,
     n_boot: int,
+    boot_metric: Callable[[dict[str, np.ndarray]], float] | None = None,
 ) -> dict[str, Any]:
     cases = np.asarray(sorted(rows["case_id"].astype(str).unique()))
     reps = []
@@ -104,8 +125,9 @@ def _summary(
     boot = []
     for _ in range(n_boot):
         pick = rng.integers(0, len(cases), len(cases))
+        fn = boot_metric or metric
         vals = np.array(
-            [metric(_present({c: v[pick] for c, v in r.items()})) for r in reps], dtype=float
+            [fn(_present({c: v[pick] for c, v in r.items()})) for r in reps], dtype=float
         )
         if np.any(np.isfinite(vals)):
             boot.append(float(np.nanmean(vals)))
@@ -129,6 +151,7 @@ def group_metrics(
     y_all: Any = None,
     seed: int = 0,
     n_boot: int = 200,
+    order: list[str] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """(``groups[site][model]``, ``pooled[model]``) from out-of-fold predictions with a
     ``site`` column (survival: ``risk``, ``time``, ``event``; binary: ``label``,
@@ -145,7 +168,10 @@ def group_metrics(
         columns = ("probability", "label")
     preds = predictions.copy()
     preds["site"] = preds["site"].astype("string").fillna("unknown").astype(str)
-    models = list(dict.fromkeys(preds["model"]))
+    present = list(dict.fromkeys(preds["model"]))
+    models = [m for m in (order or []) if m in present] + [
+        m for m in present if m not in (order or [])
+    ]
     sites = groups if groups is not None else sorted(preds["site"].unique())
 
     def block(rows: pd.DataFrame, key: int) -> dict[str, Any]:
@@ -160,7 +186,8 @@ def group_metrics(
             for i, (name, fn) in enumerate(metrics.items()):
                 rng = np.random.default_rng([seed, key, i])
                 boots = 0 if name in NO_BOOTSTRAP else n_boot
-                entry[name] = _summary(mine, columns, fn, rng, boots)
+                fast = BOOTSTRAP_METRIC.get(name) if endpoint == "survival" else None
+                entry[name] = _summary(mine, columns, fn, rng, boots, fast)
             out[model] = entry
         return out
 

@@ -358,8 +358,12 @@ class _SiteOptions:
         preds["site"] = site.reindex(preds["case_id"].astype(str)).to_numpy()
         plan = run.plan
         groups = plan.test_sites if plan.scheme.kind in ("site", "external") else None
-        g, pooled = group_metrics(preds, endpoint, groups=groups, y_all=y, seed=self.seed)
-        info: dict[str, Any] = {"groups": g, "pooled": pooled}
+        order = [s.name for s in run.specs]
+        g, pooled = group_metrics(
+            preds, endpoint, groups=groups, y_all=y, seed=self.seed, order=order
+        )
+        roles = {s.name: s.role for s in run.specs}
+        info: dict[str, Any] = {"groups": g, "pooled": pooled, "group_roles": roles}
         harm = run.harmonizer
         if harm is not None:
             from radsurv.evaluation.cv import Fold
