@@ -393,3 +393,18 @@ def test_external_validation_by_site_with_harmonisation(cohort_factory, tmp_path
     assert set(preds["site"]) == {"C"}
     assert doc["groups"]["C"]["cox"]["n"] == int((clinical["site"] == "C").sum())
     assert "Site effect before and after" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_sites_and_subjects_from_a_manifest(tmp_path):
+    """The manifest's site/subject_id columns (issue 12 item 1) drive the site-wise CV."""
+    from pathlib import Path
+
+    manifest = pd.read_csv(Path(__file__).resolve().parents[2] / "data_manifest.csv", dtype=str)
+    manifest["site"] = [["X", "Y", "Z"][i % 3] for i in range(len(manifest))]
+    manifest["subject_id"] = manifest["case_id"]
+    path = tmp_path / "manifest.csv"
+    manifest.to_csv(path, index=False)
+    r = SurvivalStudy(manifest=path, covariates="age", cv="site", min_site_size=5).run()
+    assert r.run.plan.test_sites == ["X", "Y", "Z"]
+    assert set(r.metrics["groups"]) == {"X", "Y", "Z"}
+    assert r.case_columns()["site"].tolist() == manifest["site"].tolist()
