@@ -9,8 +9,9 @@ Schemes (``--cv``), for every endpoint:
 - ``site``: leave one site out. Every site with at least ``min_site_size`` cases is the test
   fold once; smaller sites (and the ``unknown`` site) are never test sites but stay in every
   training fold.
-- ``site:FOLDSxREPEATS`` (e.g. ``site:5x5``): K-fold grouped by site (``StratifiedGroupKFold``
-  with the sites as groups): whole sites are held out together.
+- ``site:FOLDSxREPEATS`` (e.g. ``site:5x5``): K-fold grouped by site (scikit-learn
+  ``GroupKFold(shuffle=True)``, a new random assignment of sites to folds per repeat): whole
+  sites are held out together.
 - ``train_sites`` + ``test_sites``: one external-validation split; cases of other sites are
   left out.
 
@@ -96,7 +97,7 @@ class FoldPlan:
         if s.kind == "site-kfold":
             return (
                 f"{self.n_splits} folds x {self.n_repeats} repeats grouped by site "
-                "(whole sites held out), stratified"
+                "(whole sites held out; sites assigned to folds at random per repeat)"
             )
         return (
             f"external validation: train on {', '.join(s.train_sites)}, test on "
@@ -255,6 +256,26 @@ def _grouped_kfold(
     return folds
 
 
+def _site_kfold(sites: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> list[Fold]:
+    """K-fold over whole sites, sites assigned to folds at random in every repeat.
+
+    scikit-learn ``GroupKFold(shuffle=True)``: ``StratifiedGroupKFold`` orders groups by their
+    class distribution and its shuffle only breaks ties, so with a few sites every repeat
+    would be the same partition.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    n_groups = len(np.unique(sites))
+    if n_groups < n_splits:
+        raise ModelError(f"{n_groups} sites cannot be split into {n_splits} folds; use fewer")
+    folds: list[Fold] = []
+    for r in range(n_repeats):
+        splitter = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed + r)
+        for i, (train, test) in enumerate(splitter.split(np.zeros(len(sites)), groups=sites)):
+            folds.append(Fold(repeat=r, fold=i, train=train, test=test))
+    return folds
+
+
 def plan_folds(
     scheme: CVScheme,
     strata: Sequence[Any] | np.ndarray,
@@ -295,8 +316,6 @@ def plan_folds(
                 f"--cv site: no site has >= {scheme.min_site_size} cases (--min-site-size); "
                 f"sites: {dict(counts)}"
             )
-        if len(test_sites) == len(counts):
-            pass
         folds = []
         for i, site in enumerate(test_sites):
             test = np.flatnonzero(sites == site)
@@ -305,7 +324,7 @@ def plan_folds(
         other = sorted(s for s in counts.index if s not in test_sites)
         plan = FoldPlan(folds, len(folds), 1, scheme, "site", test_sites, other)
     elif scheme.kind == "site-kfold":
-        folds = _grouped_kfold(strata, sites, scheme.n_splits, scheme.n_repeats, seed)
+        folds = _site_kfold(sites, scheme.n_splits, scheme.n_repeats, seed)
         folds = [
             Fold(f.repeat, f.fold, f.train, f.test, ",".join(sorted(set(sites[f.test]))))
             for f in folds

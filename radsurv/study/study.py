@@ -187,9 +187,7 @@ class StudyResult:
         if self.run.plan is not None:
             cv.update(self.run.plan.to_dict())
             if self.run.plan.scheme.kind != "kfold":
-                cv["stratified_on"] = (
-                    cv["stratified_on"] if self.run.plan.scheme.kind == "site-kfold" else None
-                )
+                cv["stratified_on"] = None
         return {
             **self.site_info,
             "endpoint": self.endpoint,
@@ -659,7 +657,7 @@ class SurvivalStudy(_SiteOptions):
         settings = {
             "models": ", ".join(self.models),
             "cv": run.plan.describe()
-            + (" on event x time tertile" if run.plan.scheme.kind != "site" else ""),
+            + (" on event x time tertile" if run.plan.scheme.kind == "kfold" else ""),
             "harmonisation": (
                 f"ComBat in-fold (training rows only), covariates preserved: "
                 f"{', '.join(run.harmonizer.covariates.columns) or 'none'}"

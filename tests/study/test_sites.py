@@ -35,7 +35,7 @@ def _sides(folds, subjects):
     return [(set(subjects[f.train]), set(subjects[f.test])) for f in folds]
 
 
-@pytest.mark.parametrize("cv", ["5x3", "site", "site:3x2"])
+@pytest.mark.parametrize("cv", ["5x3", "site", "site:3x3"])
 def test_fold_plans_never_split_a_subject(cv):
     rng = np.random.default_rng(0)
     st = _structure(60, rng)
@@ -57,6 +57,12 @@ def test_fold_plans_never_split_a_subject(cv):
         sites = st["site"].to_numpy()
         for f in plan.folds:
             assert not set(sites[f.train]) & set(sites[f.test])
+    if plan.n_repeats > 1:  # repeats are different partitions
+        parts = [
+            sorted(tuple(sorted(f.test)) for f in plan.folds if f.repeat == r)
+            for r in range(plan.n_repeats)
+        ]
+        assert parts[0] != parts[1]
 
 
 def test_external_split_and_errors():
