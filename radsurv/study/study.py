@@ -160,7 +160,7 @@ class StudyResult:
         head = (
             f"<p><b>radsurv {title}</b>: {n} cases, {len(self.design.feature_columns)} features, "
             f"covariates {', '.join(self.design.covariate_columns) or 'none'}; "
-            f"{self.run.n_splits} folds x {self.run.n_repeats} repeats. "
+            f"{self.run.plan.describe() if self.run.plan is not None else ''}. "
             f"{SPREAD_NOTE[self.endpoint]}.</p>"
         )
         table = self.summary.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-")
@@ -1085,4 +1085,15 @@ def summary_lines(result: StudyResult) -> list[str]:
             line += " (baseline)"
         out.append(line)
     out.append(f"({SPREAD_NOTE[result.endpoint]})")
+    groups = result.site_info.get("groups") or {}
+    pooled = result.site_info.get("pooled") or {}
+    for spec in result.run.specs if groups else []:
+        cells = [
+            f"{site} {block[spec.name][metric]['mean']:.3f} (n {block[spec.name]['n']})"
+            for site, block in groups.items()
+            if spec.name in block
+        ]
+        if spec.name in pooled:
+            cells.append(f"pooled {pooled[spec.name][metric]['mean']:.3f}")
+        out.append(f"{spec.name:>16} by site: " + ", ".join(cells))
     return out
