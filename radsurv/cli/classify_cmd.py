@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from radsurv.cli import _site_options as _so
 from radsurv.cli.app import app
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ _CLINICAL = typer.Option(
 _MANIFEST = typer.Option(
     None, "--manifest", help="data_manifest.csv (covariates, and labels without --labels)."
 )
-_CV = typer.Option("5x5", "--cv", help="FOLDSxREPEATS.")
+_CV = typer.Option("5x5", "--cv", help=_so.CV_HELP)
 _SEED = typer.Option(0, "--seed", help="Seed of folds, models, permutations.")
 _JOBS = typer.Option(1, "--jobs", "-j", help="Parallel processes for the folds.")
 _K = typer.Option(20, "--k", "-k", help="Features kept by in-fold selection (0: all).")
@@ -87,6 +88,7 @@ def _run(locked: bool, **kw) -> None:  # noqa: ANN003
         n_jobs=kw["jobs"],
         robustness=kw["robustness"],
         min_icc=kw["min_icc"],
+        **_so.site_kwargs(kw),
     )
     labels = study.read_labels()
     study.labels = labels
@@ -127,6 +129,15 @@ def classify(
     robustness: Path | None = _ROBUST,
     min_icc: float = _MIN_ICC,
     out: Path | None = _OUT,
+    cohort: Path | None = _so.COHORT,
+    site_column: str | None = _so.SITE_COLUMN,
+    subject_column: str | None = _so.SUBJECT_COLUMN,
+    timepoint_column: str | None = _so.TIMEPOINT_COLUMN,
+    min_site_size: int = _so.MIN_SITE,
+    train_sites: str | None = _so.TRAIN_SITES,
+    test_sites: str | None = _so.TEST_SITES,
+    harmonize: str | None = _so.HARMONIZE,
+    harmonize_covariates: str | None = _so.HARMONIZE_COV,
 ) -> None:
     """Cross-validate classifiers for a binary endpoint against a clinical baseline.
 
@@ -160,6 +171,15 @@ def classify_fit(
     robustness: Path | None = _ROBUST,
     min_icc: float = _MIN_ICC,
     out: Path | None = _OUT,
+    cohort: Path | None = _so.COHORT,
+    site_column: str | None = _so.SITE_COLUMN,
+    subject_column: str | None = _so.SUBJECT_COLUMN,
+    timepoint_column: str | None = _so.TIMEPOINT_COLUMN,
+    min_site_size: int = _so.MIN_SITE,
+    train_sites: str | None = _so.TRAIN_SITES,
+    test_sites: str | None = _so.TEST_SITES,
+    harmonize: str | None = _so.HARMONIZE,
+    harmonize_covariates: str | None = _so.HARMONIZE_COV,
 ) -> None:
     """The CV report (as `radsurv classify`) plus DIR/model/: the models refitted on all cases."""
     _run(True, **dict(locals()))

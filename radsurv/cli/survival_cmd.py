@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from radsurv.cli import _site_options as _so
 from radsurv.cli.app import app
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ _COVARIATES = typer.Option(
 _MODEL = typer.Option(
     ["cox"], "--model", help="cox | xgb-cox | xgb-aft[-logistic|-extreme] | rsf (repeatable)."
 )
-_CV = typer.Option("5x5", "--cv", help="FOLDSxREPEATS.")
+_CV = typer.Option("5x5", "--cv", help=_so.CV_HELP)
 _SEED = typer.Option(0, "--seed", help="Random seed of folds and models.")
 _GTR = typer.Option(False, "--gtr-only", help="Keep gross-total resections only.")
 _JOBS = typer.Option(1, "--jobs", "-j", help="Parallel processes for the folds.")
@@ -91,6 +92,7 @@ def _study(**kw):  # noqa: ANN003, ANN202
         event_column=kw["event_column"],
         robustness=kw["robustness"],
         min_icc=kw["min_icc"],
+        **_so.site_kwargs(kw),
     )
 
 
@@ -143,6 +145,15 @@ def survival(
     id_column: str | None = _ID,
     time_column: str | None = _TIME,
     event_column: str | None = _EVENT,
+    cohort: Path | None = _so.COHORT,
+    site_column: str | None = _so.SITE_COLUMN,
+    subject_column: str | None = _so.SUBJECT_COLUMN,
+    timepoint_column: str | None = _so.TIMEPOINT_COLUMN,
+    min_site_size: int = _so.MIN_SITE,
+    train_sites: str | None = _so.TRAIN_SITES,
+    test_sites: str | None = _so.TEST_SITES,
+    harmonize: str | None = _so.HARMONIZE,
+    harmonize_covariates: str | None = _so.HARMONIZE_COV,
 ) -> None:
     """Cross-validated survival models against age baselines: report.html, metrics.json, ...
 
@@ -177,6 +188,15 @@ def survival_fit(
     id_column: str | None = _ID,
     time_column: str | None = _TIME,
     event_column: str | None = _EVENT,
+    cohort: Path | None = _so.COHORT,
+    site_column: str | None = _so.SITE_COLUMN,
+    subject_column: str | None = _so.SUBJECT_COLUMN,
+    timepoint_column: str | None = _so.TIMEPOINT_COLUMN,
+    min_site_size: int = _so.MIN_SITE,
+    train_sites: str | None = _so.TRAIN_SITES,
+    test_sites: str | None = _so.TEST_SITES,
+    harmonize: str | None = _so.HARMONIZE,
+    harmonize_covariates: str | None = _so.HARMONIZE_COV,
 ) -> None:
     """The CV report (as `radsurv survival`) plus DIR/model/: the models refitted on all cases."""
     kw = {k_: v for k_, v in locals().items() if k_ != "out"}

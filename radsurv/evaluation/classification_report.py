@@ -224,8 +224,13 @@ def write_classification_outputs(
     warnings: Sequence[str] = (),
     title: str = "Binary endpoint classification",
     extra: Mapping[str, Any] | None = None,
+    case_columns: Any = None,
 ) -> dict[str, Path]:
     """Write report.html, metrics.json, predictions.csv and the saved models under ``out``.
+
+    ``case_columns`` (indexed by case id: ``subject_id``, ``site``, ``timepoint``) are added
+    to predictions.csv after ``case_id``; ``extra``'s ``groups``/``pooled``/``harmonisation``
+    become the report's site section.
 
     Parameters
     ----------
@@ -267,7 +272,10 @@ def write_classification_outputs(
     metrics.update(extra or {})
     metrics_path = write_metrics_json(metrics, out / "metrics.json")
     predictions_path = out / "predictions.csv"
-    result.predictions.to_csv(predictions_path, index=False)
+    from radsurv.evaluation.site_report import site_context
+    from radsurv.evaluation.survival_report import with_cases
+
+    with_cases(result.predictions, case_columns).to_csv(predictions_path, index=False)
 
     class_names = (labels.negative, labels.positive) if labels else ("0", "1")
     models = []
@@ -329,6 +337,7 @@ def write_classification_outputs(
         "dropped": labels.dropped.head(20).to_dict(orient="records") if labels else [],
         "n_dropped": len(labels.dropped) if labels else 0,
         **comparison_context((extra or {}).get("comparisons")),
+        **site_context(extra, "roc_auc"),
         "settings": {
             **{k: v for k, v in (settings or {}).items()},
             **{f"run.{k}": v for k, v in result.metrics.get("settings", {}).items()},

@@ -123,7 +123,13 @@ class ClassifySettings:
             raise ConfigError("--permutations and the bootstrap size must be >= 0")
         if self.threshold_folds < 2:
             raise ConfigError(f"threshold_folds must be >= 2, got {self.threshold_folds}")
-        n_splits, n_repeats = parse_cv_spec(self.cv)
+        spec = str(self.cv).strip()
+        if spec.lower() == "site":  # leave one site out (radsurv.study.folds)
+            n_splits, n_repeats = 2, 1
+        else:
+            n_splits, n_repeats = parse_cv_spec(
+                spec[5:] if spec.lower().startswith("site:") else spec
+            )
         if self.permutation_repeats < 1:
             raise ConfigError("permutation_repeats must be >= 1")
         return n_splits, n_repeats

@@ -38,6 +38,7 @@ class Fold:
     fold: int
     train: np.ndarray
     test: np.ndarray
+    group: str = ""  # the held-out site(s) of a site-wise plan
 
 
 def parse_cv_spec(spec: str) -> tuple[int, int]:
@@ -113,6 +114,24 @@ def make_folds(
     n = labels.shape[0]
     if n < n_splits:
         raise ModelError(f"{n} samples cannot be split into {n_splits} folds; use fewer folds")
+    labels = merge_small_strata(labels, n_splits, describe=describe, context=context)
+    splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
+    folds = []
+    for i, (train, test) in enumerate(splitter.split(np.zeros(n), labels)):
+        folds.append(Fold(repeat=i // n_splits, fold=i % n_splits, train=train, test=test))
+    return folds
+
+
+def merge_small_strata(
+    labels: np.ndarray,
+    n_splits: int,
+    *,
+    describe: Callable[[Any], str] | None = None,
+    context: str = "cross-validation",
+) -> np.ndarray:
+    """Strata with fewer members than ``n_splits`` merged into the largest one (logged, with
+    ``describe`` giving words for a stratum and ``context`` naming the plan)."""
+    labels = np.asarray(labels).astype(str)
     values, counts = np.unique(labels, return_counts=True)
     small = values[counts < n_splits]
     if small.size:
@@ -137,11 +156,7 @@ def make_folds(
             name(largest),
         )
         labels = np.where(np.isin(labels, small), largest, labels)
-    splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
-    folds = []
-    for i, (train, test) in enumerate(splitter.split(np.zeros(n), labels)):
-        folds.append(Fold(repeat=i // n_splits, fold=i % n_splits, train=train, test=test))
-    return folds
+    return labels
 
 
 ProgressCallback = Callable[[int, int, str], None]

@@ -408,20 +408,28 @@ def _tuning_context(analysis: SurvivalAnalysis) -> dict[str, Any]:
 
 
 def write_survival_outputs(
-    analysis: SurvivalAnalysis, out: Path, *, extra: dict[str, Any] | None = None
+    analysis: SurvivalAnalysis,
+    out: Path,
+    *,
+    extra: dict[str, Any] | None = None,
+    case_columns: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write report.html, metrics.json, predictions.csv, folds.csv and models/*.skops.
 
     ``extra`` holds keys merged into metrics.json (the study engine's shared keys); its
-    ``comparisons`` (paired differences to the age baseline) are shown in the report too.
+    ``comparisons`` (paired differences to the age baseline) are shown in the report too, and
+    its ``groups``/``pooled``/``harmonisation`` (site-wise validation) as their own section.
+    ``case_columns`` (indexed by case id: ``subject_id``, ``site``, ``timepoint``) are added
+    to predictions.csv after ``case_id``.
     """
+    from radsurv.evaluation.site_report import site_context
     from radsurv.models.survival import save_model
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     preds = analysis.cv.predictions(analysis.data.X.index, analysis.data.y)
     paths = {"predictions": out / "predictions.csv", "folds": out / "folds.csv"}
-    preds.to_csv(paths["predictions"], index=False)
+    with_cases(preds, case_columns).to_csv(paths["predictions"], index=False)
     analysis.cv.fold_table().to_csv(paths["folds"], index=False)
     for name, model in analysis.final_models.items():
         paths[f"model:{name}"] = save_model(model, out / "models" / f"{name}.skops")
@@ -466,6 +474,19 @@ def write_survival_outputs(
         "tuning": _tuning_context(analysis),
         "settings": analysis.settings,
         **comparison_context((extra or {}).get("comparisons")),
+        **site_context(extra, "harrell_c"),
     }
     paths["report"] = render_report("survival.html.j2", context, out / "report.html")
     return paths
+
+
+def with_cases(preds: pd.DataFrame, case_columns: pd.DataFrame | None) -> pd.DataFrame:
+    """``preds`` with ``subject_id``, ``site``, ``timepoint`` after ``case_id``."""
+    if case_columns is None:
+        return preds
+    cols = [c for c in ("subject_id", "site", "timepoint") if c in case_columns.columns]
+    extra = case_columns[cols].reindex(preds["case_id"].astype(str)).reset_index(drop=True)
+    out = preds.drop(columns=[c for c in cols if c in preds.columns]).reset_index(drop=True)
+    for i, c in enumerate(cols):
+        out.insert(1 + i, c, extra[c].to_numpy())
+    return out

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radsurv.evaluation.cv import Fold, ProgressCallback, make_folds, parse_cv_spec, run_folds
+from radsurv.evaluation.cv import Fold, ProgressCallback, run_folds
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +104,25 @@ def model_input(X: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
 
 
 def run_unit(
-    task: Task, *, endpoint: Endpoint, design: Any, y: Any, y_permuted: dict[int, Any]
+    task: Task,
+    *,
+    endpoint: Endpoint,
+    design: Any,
+    y: Any,
+    y_permuted: dict[int, Any],
+    harmonizer: Any = None,
 ) -> Any:
-    """The one fit/predict unit: build the spec's estimator, fit on train, predict test."""
+    """The one fit/predict unit: build the spec's estimator, fit on train, predict test.
+
+    With a ``harmonizer`` (:class:`radsurv.study.harmonize.Harmonizer`) the feature columns are
+    harmonised for this fold first (fitted on its training rows only), for specs that use them.
+    """
     target = y if task.permutation < 0 else y_permuted[task.permutation]
     estimator = endpoint.build(task.spec, design)
-    return endpoint.fit_predict(estimator, task, model_input(design.X, task.spec), target)
+    X = design.X
+    if harmonizer is not None and set(task.spec.columns) & set(harmonizer.feature_columns):
+        X, _ = harmonizer.apply(X, task.fold)
+    return endpoint.fit_predict(estimator, task, model_input(X, task.spec), target)
 
 
 def corrected_paired_t(
@@ -163,6 +176,9 @@ class EngineRun:
     finals: dict[str, Any] = field(default_factory=dict)
     final_errors: dict[str, str] = field(default_factory=dict)
     reference: str | None = None
+    plan: Any = None  # radsurv.study.folds.FoldPlan
+    harmonizer: Any = None
+    structure: Any = None
 
     def outputs_of(self, name: str) -> list[Any]:
         """The outputs of one model or baseline, in fold order."""
@@ -186,6 +202,9 @@ def run_engine(
     reference: str | None = None,
     fit_final: bool = True,
     progress: ProgressCallback | None = None,
+    structure: pd.DataFrame | None = None,
+    scheme: Any = None,
+    harmonizer: Any = None,
 ) -> EngineRun:
     """Cross-validate every spec on one fold plan; permutation test; comparisons; final fits.
 
@@ -201,16 +220,33 @@ def run_engine(
         Models then baselines.
     reference
         Baseline every model is compared with (paired, on the same folds).
+    structure
+        The cohort structure (``subject_id``, ``site``, ``timepoint``) aligned with the rows;
+        folds never split a subject.
+    scheme
+        A :class:`radsurv.study.folds.CVScheme` (default: parsed from ``cv``).
+    harmonizer
+        In-fold feature harmonisation (:mod:`radsurv.study.harmonize`), or None.
     """
-    n_splits, n_repeats = parse_cv_spec(cv)
-    endpoint.check(y, n_splits)
-    folds = make_folds(
-        endpoint.strata(y), n_splits, n_repeats, seed, describe=endpoint.stratum_label,
+    from radsurv.study.folds import parse_scheme, plan_folds
+
+    scheme = scheme if scheme is not None else parse_scheme(cv)
+    endpoint.check(y, scheme.n_splits if scheme.kind in ("kfold", "site-kfold") else 2)
+    plan = plan_folds(
+        scheme, endpoint.strata(y), structure, seed, describe=endpoint.stratum_label,
         context=f"{endpoint.kind} study, outer CV",
     )  # fmt: skip
+    folds, n_splits, n_repeats = plan.folds, plan.n_splits, plan.n_repeats
     rng = np.random.default_rng([seed, 7919])
     y_perm = {i: endpoint.permute(y, rng) for i in range(permutations)}
-    runner = partial(run_unit, endpoint=endpoint, design=design, y=y, y_permuted=y_perm)
+    runner = partial(
+        run_unit,
+        endpoint=endpoint,
+        design=design,
+        y=y,
+        y_permuted=y_perm,
+        harmonizer=harmonizer,
+    )
     tasks = [Task(f, s) for s in specs for f in folds]
     log.info(
         "%s study: %d cases, %d models + baselines, %d folds x %d repeats",
@@ -222,6 +258,9 @@ def run_engine(
     )
     outputs = run_folds(runner, tasks, n_jobs=n_jobs, progress=progress, what="cross-validation")  # type: ignore[arg-type]
     run = EngineRun(folds, list(specs), list(outputs), n_splits, n_repeats, reference=reference)
+    run.plan = plan
+    run.harmonizer = harmonizer
+    run.structure = structure
     rows = []
     for task, out in zip(tasks, outputs, strict=True):
         rows.append(
@@ -230,6 +269,7 @@ def run_engine(
                 "role": task.spec.role,
                 "repeat": task.fold.repeat,
                 "fold": task.fold.fold,
+                "held_out": task.fold.group,
                 "n_train": len(task.fold.train),
                 "n_test": len(task.fold.test),
                 endpoint.primary_metric: endpoint.fold_values(out, y),
@@ -240,16 +280,18 @@ def run_engine(
         run.comparisons = compare_to_reference(run, endpoint.primary_metric, reference)
     if permutations:
         run.permutation = _permutation_test(
-            endpoint, design, y, y_perm, specs, run, n_splits, permutation_repeats, seed, n_jobs,
+            endpoint, design, y, y_perm, specs, run, plan, permutation_repeats, seed, n_jobs,
             progress,
         )  # fmt: skip
     if fit_final:
+        X_all = design.X
+        if harmonizer is not None:
+            idx = np.arange(len(design.X))
+            X_all, _ = harmonizer.apply(design.X, Fold(0, 0, idx, idx[:0]))
         for spec in specs:
             try:
                 est = endpoint.build(spec, design)
-                run.finals[spec.name] = endpoint.fit_final(
-                    est, spec, model_input(design.X, spec), y
-                )
+                run.finals[spec.name] = endpoint.fit_final(est, spec, model_input(X_all, spec), y)
             except Exception as exc:  # reported; the CV results stay
                 log.warning("final %s could not be fitted on all cases: %s", spec.name, exc)
                 run.final_errors[spec.name] = f"{type(exc).__name__}: {exc}"
@@ -279,24 +321,44 @@ def _permutation_test(
     y_perm: dict[int, Any],
     specs: Sequence[ModelSpec],
     run: EngineRun,
-    n_splits: int,
+    plan: Any,
     repeats: int,
     seed: int,
     n_jobs: int,
     progress: ProgressCallback | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Rerun the CV of every model on permuted targets (the first ``repeats`` repeats)."""
+    """Rerun the CV of every model on permuted targets (the first ``repeats`` repeats).
+
+    K-fold plans are re-stratified on the permuted target; site-wise plans keep their folds
+    (they are fixed by the sites).
+    """
+    from dataclasses import replace
+
+    from radsurv.study.folds import plan_folds
+
     reps = min(repeats, run.n_repeats)
     models = [s for s in specs if s.role == "model"]
     tasks: list[Task] = []
+    structure = getattr(run, "structure", None)
     for i, yp in y_perm.items():
-        plan = make_folds(
-            endpoint.strata(yp), n_splits, reps, seed=seed, describe=endpoint.stratum_label,
-            context=f"permutation {i + 1}",
-        )  # fmt: skip
-        tasks += [Task(f, s, i) for s in models for f in plan]
+        if plan.scheme.kind == "kfold":
+            scheme = replace(plan.scheme, n_repeats=reps)
+            folds = plan_folds(
+                scheme, endpoint.strata(yp), structure, seed, describe=endpoint.stratum_label,
+                context=f"permutation {i + 1}",
+            ).folds  # fmt: skip
+        else:
+            folds = [f for f in plan.folds if f.repeat < reps]
+        tasks += [Task(f, s, i) for s in models for f in folds]
     log.info("permutation test: %d permutations x %d tasks", len(y_perm), len(tasks))
-    runner = partial(run_unit, endpoint=endpoint, design=design, y=y, y_permuted=y_perm)
+    runner = partial(
+        run_unit,
+        endpoint=endpoint,
+        design=design,
+        y=y,
+        y_permuted=y_perm,
+        harmonizer=run.harmonizer,
+    )
     outputs = run_folds(runner, tasks, n_jobs=n_jobs, progress=progress, what="permutation test")  # type: ignore[arg-type]
     from radsurv.evaluation.classification_metrics import permutation_p_value
 

@@ -112,6 +112,8 @@ class StudyResult:
     labels: Any = None  # BinaryLabels for a binary study
     cohort_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    structure: pd.DataFrame | None = None  # subject_id, site, timepoint per case of the design
+    site_info: dict[str, Any] = field(default_factory=dict)  # groups, pooled, harmonisation
 
     # ---------------------------------------------------------------- numbers
     @property
@@ -161,7 +163,7 @@ class StudyResult:
         head = (
             f"<p><b>radsurv {title}</b>: {n} cases, {len(self.design.feature_columns)} features, "
             f"covariates {', '.join(self.design.covariate_columns) or 'none'}; "
-            f"{self.run.n_splits} folds x {self.run.n_repeats} repeats. "
+            f"{self.run.plan.describe() if self.run.plan is not None else ''}. "
             f"{SPREAD_NOTE[self.endpoint]}.</p>"
         )
         table = self.summary.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-")
@@ -185,7 +187,12 @@ class StudyResult:
         }
         if self.endpoint == "binary":
             cv.update(folds=self.run.n_splits, repeats=self.run.n_repeats)
+        if self.run.plan is not None:
+            cv.update(self.run.plan.to_dict())
+            if self.run.plan.scheme.kind != "kfold":
+                cv["stratified_on"] = None
         return {
+            **self.site_info,
             "endpoint": self.endpoint,
             "cv": cv,
             "per_fold": per_fold,
@@ -228,7 +235,9 @@ class StudyResult:
         if self.endpoint == "survival":
             from radsurv.evaluation.survival_report import write_survival_outputs
 
-            return write_survival_outputs(self.report, out, extra=extra)
+            return write_survival_outputs(
+                self.report, out, extra=extra, case_columns=self.case_columns()
+            )
         from radsurv.evaluation.classification_report import write_classification_outputs
 
         labels = self.labels
@@ -245,12 +254,26 @@ class StudyResult:
                 else "Binary endpoint classification"
             ),
             extra=extra,
+            case_columns=self.case_columns(),
         )
+
+    def case_columns(self) -> pd.DataFrame:
+        """``subject_id``, ``site``, ``timepoint`` per case (predictions.csv keeps them)."""
+        from radsurv.study.folds import default_structure
+
+        if self.structure is not None:
+            return self.structure
+        return default_structure(self.design.X.index)
 
     def save_model(self, out: PathLike, **kwargs: Any) -> Path:
         """Write a locked model folder (see :func:`radsurv.study.locked.save_locked`)."""
         from radsurv.study.locked import save_locked
 
+        if self.run.harmonizer is not None:
+            raise ConfigError(
+                "a locked model of a harmonised study (--harmonize) is not supported yet: new "
+                "cases would need the same ComBat; fit the locked model without --harmonize"
+            )
         return save_locked(self, out, **kwargs)
 
     def describe_covariates(self) -> list[str]:
@@ -258,10 +281,151 @@ class StudyResult:
         return [c.describe() for c in self.design.encoder.covariates]
 
 
+# ------------------------------------------------------------------------------ sites, subjects
+
+
+class _SiteOptions:
+    """Cohort structure, CV scheme and harmonisation options shared by both studies."""
+
+    cohort: PathLike | pd.DataFrame | None
+    site_column: str | None
+    subject_column: str | None
+    timepoint_column: str | None
+    min_site_size: int
+    train_sites: Any
+    test_sites: Any
+    harmonize: str | None
+    harmonize_covariates: Any
+    cv: str
+    seed: int
+
+    def _set_site_options(self, **kw: Any) -> None:
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+    def _structure_table(self, fallback: pd.DataFrame | None) -> pd.DataFrame | None:
+        if isinstance(self.cohort, pd.DataFrame):
+            t = self.cohort
+            return t.set_index("case_id") if "case_id" in t.columns else t
+        if self.cohort is not None:
+            return read_clinical(self.cohort)
+        return fallback
+
+    def read_structure(self, design: Design, fallback: pd.DataFrame | None) -> pd.DataFrame:
+        """``subject_id``, ``site``, ``timepoint`` of every case of the design.
+
+        From ``cohort`` (a table or DataFrame) when given, else from the study's own clinical
+        table or manifest (``fallback``). Cases without a row: their own subject, no site.
+        """
+        from radsurv.study.folds import cohort_columns, default_structure
+
+        index = design.X.index.astype(str)
+        table = self._structure_table(fallback)
+        if table is None:
+            return default_structure(index)
+        cols = cohort_columns(
+            table,
+            site_column=self.site_column,
+            subject_column=self.subject_column,
+            timepoint_column=self.timepoint_column,
+        )
+        cols.index = cols.index.astype(str)
+        cols = cols[~cols.index.duplicated()]
+        base = default_structure(index)
+        found = cols.reindex(index)
+        for c in base.columns:
+            base[c] = found[c].fillna(base[c]) if c == "subject_id" else found[c]
+        missing = int(found["site"].isna().sum())
+        if missing and found["site"].notna().any():
+            design.notes.append(f"{missing} case(s) without a known site (site 'unknown')")
+        return base
+
+    def engine_options(self, design: Design, structure: pd.DataFrame) -> dict[str, Any]:
+        """``scheme``, ``structure`` and ``harmonizer`` for :func:`run_engine`."""
+        from radsurv.study.folds import parse_scheme
+        from radsurv.study.harmonize import make_harmonizer
+
+        scheme = parse_scheme(
+            self.cv,
+            min_site_size=self.min_site_size,
+            train_sites=self.train_sites,
+            test_sites=self.test_sites,
+        )
+        harmonizer = make_harmonizer(self.harmonize, design, structure, self.harmonize_covariates)
+        return {"scheme": scheme, "structure": structure, "harmonizer": harmonizer}
+
+    def site_info(
+        self, run: EngineRun, design: Design, predictions: pd.DataFrame, endpoint: str, y: Any
+    ) -> dict[str, Any]:
+        """``groups``, ``pooled`` and ``harmonisation`` of metrics.json (empty without sites)."""
+        from radsurv.study.folds import has_sites, sites_of
+        from radsurv.study.harmonize import site_effect
+        from radsurv.study.sites import group_metrics
+
+        structure = run.structure
+        if not has_sites(structure):
+            return {}
+        preds = predictions.copy()
+        site = sites_of(structure)
+        preds["site"] = site.reindex(preds["case_id"].astype(str)).to_numpy()
+        plan = run.plan
+        groups = plan.test_sites if plan.scheme.kind in ("site", "external") else None
+        order = [s.name for s in run.specs]
+        g, pooled = group_metrics(
+            preds, endpoint, groups=groups, y_all=y, seed=self.seed, order=order
+        )
+        roles = {s.name: s.role for s in run.specs}
+        info: dict[str, Any] = {"groups": g, "pooled": pooled, "group_roles": roles}
+        harm = run.harmonizer
+        if harm is not None:
+            from radsurv.evaluation.cv import Fold
+
+            cols = harm.feature_columns
+            sites_x = site.reindex(design.X.index.astype(str))
+            sites_x.index = design.X.index
+            before_fx = site_effect(design.X[cols], sites_x)
+            idx = np.arange(len(design.X))
+            X_all, _ = harm.apply(design.X, Fold(0, 0, idx, idx[:0]))
+            after_fx = site_effect(X_all[cols], sites_x)
+            in_fold, unseen = [], set()
+            for f in [f for f in run.folds if f.repeat == 0]:
+                X, fi = harm.apply(design.X, f)
+                unseen |= set(fi["unseen_sites"])
+                rows = np.concatenate([f.train, f.test])
+                fx = site_effect(X[cols].iloc[rows], sites_x.iloc[rows])
+                in_fold.append(fx["fraction_p_lt_0.05"])
+            after_fx["fraction_p_lt_0.05_in_fold"] = in_fold
+            info["harmonisation"] = {
+                "method": "ComBat (combatlearn.ComBat; johnson without covariates, fortin with)",
+                "covariates": list(harm.covariates.columns),
+                "fitted_on": "training rows of each fold only",
+                "unseen_site_rule": UNSEEN_SITE_RULE,
+                "unseen_sites": sorted(unseen),
+                "before": {k: v for k, v in before_fx.items() if k != "p_values"},
+                "after": {k: v for k, v in after_fx.items() if k != "p_values"},
+                "after_definition": "after: features harmonised by ComBat fitted on all cases "
+                "(the final model's input); fraction_p_lt_0.05_in_fold: per fold of the first "
+                "repeat, the same test over its training and test rows as harmonised in that "
+                "fold",
+                "p_values_before": before_fx["p_values"],
+                "p_values_after": after_fx["p_values"],
+            }
+        return info
+
+
+UNSEEN_SITE_RULE = (
+    "A test site training never saw is harmonised from its own feature distribution, "
+    "without labels: a second combatlearn ComBat is fitted on the harmonised training rows "
+    "(one reference batch, left unchanged) plus that site's test rows, so the site's "
+    "location/scale are estimated on its own test rows and mapped onto the training "
+    "distribution; sites with fewer than 3 test rows stay unharmonised."
+)
+
+
 # ------------------------------------------------------------------------------------ survival
 
 
-class SurvivalStudy:
+class SurvivalStudy(_SiteOptions):
     """Cross-validated survival models against age baselines on the same folds.
 
     Parameters
@@ -291,7 +455,18 @@ class SurvivalStudy:
         any in-fold step (the ICC uses no labels); the notes and ``cohort["robustness"]`` say
         how many were dropped.
     id_column, time_column, event_column
-        Column names of a generic clinical table when they are not found by name.
+        Column names of a generic clinical table when they are not found by name.    cohort
+        A table (path or DataFrame) with the cases' ``site``, ``subject_id``, ``timepoint``
+        (e.g. ``name_mapping.csv``: its ``BraTS_2019_subject_ID`` gives the site); default:
+        the columns of the clinical table / manifest, when present.
+    site_column, subject_column, timepoint_column
+        Other names of those columns.
+    min_site_size, train_sites, test_sites
+        Site-wise schemes (:mod:`radsurv.study.folds`): ``cv="site"`` (leave one site out;
+        smaller sites train only), ``cv="site:5x5"``, or external validation.
+    harmonize, harmonize_covariates
+        ``"combat"``: in-fold ComBat of the features across sites
+        (:mod:`radsurv.study.harmonize`), preserving these clinical columns.
     """
 
     endpoint = "survival"
@@ -319,6 +494,15 @@ class SurvivalStudy:
         id_column: str | None = None,
         time_column: str | None = None,
         event_column: str | None = None,
+        cohort: PathLike | pd.DataFrame | None = None,
+        site_column: str | None = None,
+        subject_column: str | None = None,
+        timepoint_column: str | None = None,
+        min_site_size: int = 10,
+        train_sites: str | Sequence[str] | None = None,
+        test_sites: str | Sequence[str] | None = None,
+        harmonize: str | None = None,
+        harmonize_covariates: str | Sequence[str] | None = None,
     ) -> None:
         self.clinical = clinical
         self.features = features
@@ -340,6 +524,17 @@ class SurvivalStudy:
         self.id_column = id_column
         self.time_column = time_column
         self.event_column = event_column
+        self._set_site_options(
+            cohort=cohort,
+            site_column=site_column,
+            subject_column=subject_column,
+            timepoint_column=timepoint_column,
+            min_site_size=min_site_size,
+            train_sites=train_sites,
+            test_sites=test_sites,
+            harmonize=harmonize,
+            harmonize_covariates=harmonize_covariates,
+        )
 
     def read_clinical(self) -> pd.DataFrame:
         """The clinical table this study reads (any CSV, a manifest, or the given frame)."""
@@ -356,9 +551,19 @@ class SurvivalStudy:
             event_column=self.event_column,
         )
 
+    def _raw_cohort_table(self) -> pd.DataFrame | None:
+        """The table the cohort structure falls back to (clinical table or raw manifest)."""
+        if self.manifest is not None:
+            t = pd.read_csv(self.manifest, dtype=str, keep_default_na=False)
+            return t.set_index("case_id") if "case_id" in t.columns else None
+        if isinstance(self.clinical, pd.DataFrame):
+            return self.clinical
+        return getattr(self, "_clinical_table", None)
+
     def build_design(self) -> Design:
         """The design step: clinical table + features + covariates (feature filter here)."""
         table = self.read_clinical()
+        self._clinical_table = table
         name = (
             Path(str(self.clinical or self.manifest)).name
             if not isinstance(self.clinical, pd.DataFrame)
@@ -447,6 +652,7 @@ class SurvivalStudy:
             inner_folds=self.inner_folds if self.nested else None,
         )
         reference = REFERENCE_BASELINE if any(s.name == "age" for s in specs) else None
+        structure = self.read_structure(design, self._raw_cohort_table())
         run = run_engine(
             endpoint,
             design,
@@ -458,6 +664,7 @@ class SurvivalStudy:
             permutations=self.permutations,
             reference=reference,
             progress=progress,
+            **self.engine_options(design, structure),
         )
         flat = list(run.outputs)
         cvres = SurvivalCVResult(flat, n_splits=run.n_splits, n_repeats=run.n_repeats)
@@ -482,7 +689,6 @@ class SurvivalStudy:
             if self.nested
             else {}
         )
-        n_splits, n_repeats = run.n_splits, run.n_repeats
         settings = {
             "clinical table": _input_name(self.clinical),
             "manifest": _input_name(self.manifest),
@@ -492,7 +698,14 @@ class SurvivalStudy:
             if self.robustness is not None
             else "-",
             "models": ", ".join(self.models),
-            "cv": f"{n_splits} folds x {n_repeats} repeats, stratified on event x time tertile",
+            "cv": run.plan.describe()
+            + (" on event x time tertile" if run.plan.scheme.kind == "kfold" else ""),
+            "harmonisation": (
+                f"ComBat in-fold (training rows only), covariates preserved: "
+                f"{', '.join(run.harmonizer.covariates.columns) or 'none'}"
+                if run.harmonizer is not None
+                else "none"
+            ),
             "seed": self.seed,
             "covariates (forced in)": ", ".join(design.covariate_columns) or "none",
             "covariate types": "; ".join(c.describe() for c in design.encoder.covariates) or "none",
@@ -561,16 +774,33 @@ class SurvivalStudy:
                 "models": list(self.models),
             },
         }
-        inputs = {k: (str(v) if isinstance(v, Path) else v) for k, v in inputs.items()}
-        return StudyResult(
-            "survival", design, y, run, analysis, inputs=inputs, cohort_info=data.cohort
+        inputs["settings"].update(
+            min_site_size=self.min_site_size,
+            train_sites=self.train_sites,
+            test_sites=self.test_sites,
+            harmonize=self.harmonize,
+            harmonize_covariates=self.harmonize_covariates,
         )
+        inputs = {k: (str(v) if isinstance(v, Path) else v) for k, v in inputs.items()}
+        result = StudyResult(
+            "survival",
+            design,
+            y,
+            run,
+            analysis,
+            inputs=inputs,
+            cohort_info=data.cohort,
+            structure=structure,
+        )
+        preds = cvres.predictions(design.X.index, y)
+        result.site_info = self.site_info(run, design, preds, "survival", y)
+        return result
 
 
 # ------------------------------------------------------------------------------------ binary
 
 
-class BinaryStudy:
+class BinaryStudy(_SiteOptions):
     """Cross-validated classifiers for a 0/1 endpoint against a clinical baseline.
 
     Parameters
@@ -588,7 +818,18 @@ class BinaryStudy:
     models, cv, seed, k, nested, permutations, n_jobs, threshold_folds, n_boot, corr_threshold
         As ``radsurv classify`` / :class:`radsurv.evaluation.classify.ClassifySettings`.
     feature_filter
-        Applied to the feature table before anything else.
+        Applied to the feature table before anything else.    cohort
+        A table (path or DataFrame) with the cases' ``site``, ``subject_id``, ``timepoint``
+        (e.g. ``name_mapping.csv``: its ``BraTS_2019_subject_ID`` gives the site); default:
+        the columns of the clinical table / manifest, when present.
+    site_column, subject_column, timepoint_column
+        Other names of those columns.
+    min_site_size, train_sites, test_sites
+        Site-wise schemes (:mod:`radsurv.study.folds`): ``cv="site"`` (leave one site out;
+        smaller sites train only), ``cv="site:5x5"``, or external validation.
+    harmonize, harmonize_covariates
+        ``"combat"``: in-fold ComBat of the features across sites
+        (:mod:`radsurv.study.harmonize`), preserving these clinical columns.
     """
 
     endpoint = "binary"
@@ -618,6 +859,15 @@ class BinaryStudy:
         feature_filter: FeatureFilter | None = None,
         robustness: PathLike | None = None,
         min_icc: float = 0.75,
+        cohort: PathLike | pd.DataFrame | None = None,
+        site_column: str | None = None,
+        subject_column: str | None = None,
+        timepoint_column: str | None = None,
+        min_site_size: int = 10,
+        train_sites: str | Sequence[str] | None = None,
+        test_sites: str | Sequence[str] | None = None,
+        harmonize: str | None = None,
+        harmonize_covariates: str | Sequence[str] | None = None,
     ) -> None:
         self.features = features
         self.labels = labels
@@ -641,6 +891,17 @@ class BinaryStudy:
         self.feature_filter = feature_filter
         self.robustness = robustness
         self.min_icc = min_icc
+        self._set_site_options(
+            cohort=cohort,
+            site_column=site_column,
+            subject_column=subject_column,
+            timepoint_column=timepoint_column,
+            min_site_size=min_site_size,
+            train_sites=train_sites,
+            test_sites=test_sites,
+            harmonize=harmonize,
+            harmonize_covariates=harmonize_covariates,
+        )
 
     def settings(self) -> Any:
         from radsurv.evaluation.classify import ClassifySettings
@@ -776,6 +1037,7 @@ class BinaryStudy:
         specs = binary_specs(design, self.models)
         endpoint = BinaryEndpoint(settings, source=f"labels {parsed.source}")
         reference = specs[-1].name
+        structure = self.read_structure(design, self._raw_cohort_table())
         run = run_engine(
             endpoint,
             design,
@@ -788,6 +1050,7 @@ class BinaryStudy:
             permutation_repeats=settings.permutation_repeats,
             reference=reference,
             progress=progress,
+            **self.engine_options(design, structure),
         )
         cols = design.covariate_columns + design.feature_columns
         result = classification_result(run, design.X[cols], y, design.covariate_columns, settings)
@@ -817,7 +1080,9 @@ class BinaryStudy:
                 "(Nadeau-Bengio corrected resampled t-test on per-fold ROC AUC)",
             },
         }
-        return StudyResult(
+        if run.plan is not None:
+            result.metrics["cv"]["scheme"] = run.plan.describe()
+        out = StudyResult(
             "binary",
             design,
             y,
@@ -827,7 +1092,23 @@ class BinaryStudy:
             labels=parsed,
             cohort_info=cohort,
             warnings=warnings,
+            structure=structure,
         )
+        out.site_info = self.site_info(run, design, result.predictions, "binary", y)
+        return out
+
+    def _raw_cohort_table(self) -> pd.DataFrame | None:
+        """The table the cohort structure falls back to: clinical, manifest, else labels."""
+        if isinstance(self.clinical, pd.DataFrame):
+            return self.clinical
+        for path in (self.clinical, self.manifest):
+            if path is not None:
+                t = pd.read_csv(path, dtype=str, keep_default_na=False)
+                return read_clinical(path) if "case_id" not in t.columns else t.set_index("case_id")
+        src = getattr(self.read_labels(), "source", None)
+        if src and Path(str(src)).is_file():
+            return read_clinical(src)
+        return None
 
 
 OUTPUTS_RECORD = ".radsurv-outputs.json"
@@ -939,4 +1220,15 @@ def summary_lines(result: StudyResult) -> list[str]:
             line += " (baseline)"
         out.append(line)
     out.append(f"({SPREAD_NOTE[result.endpoint]})")
+    groups = result.site_info.get("groups") or {}
+    pooled = result.site_info.get("pooled") or {}
+    for spec in result.run.specs if groups else []:
+        cells = [
+            f"{site} {block[spec.name][metric]['mean']:.3f} (n {block[spec.name]['n']})"
+            for site, block in groups.items()
+            if spec.name in block
+        ]
+        if spec.name in pooled:
+            cells.append(f"pooled {pooled[spec.name][metric]['mean']:.3f}")
+        out.append(f"{spec.name:>16} by site: " + ", ".join(cells))
     return out

@@ -89,3 +89,9 @@ def cohort_files(tmp_path_factory, cohort) -> dict[str, Path]:
     paths["train_parquet"] = d / "train_features.parquet"
     paths["labels"] = d / "labels.csv"
     return paths
+
+
+@pytest.fixture(scope="session")
+def cohort_factory():
+    """:func:`make_cohort` itself, for tests that build their own variants."""
+    return make_cohort
