@@ -28,7 +28,6 @@ Example
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,11 +42,6 @@ log = logging.getLogger(__name__)
 
 #: Site label of cases whose site is not known; never a test site of ``--cv site``.
 UNKNOWN_SITE = "unknown"
-
-_SITE_NAMES = ("site", "institution", "centre", "center", "site_id")
-_SUBJECT_NAMES = ("subject_id", "subject", "patient_id", "patient")
-_TIMEPOINT_NAMES = ("timepoint", "time_point", "visit")
-_BRATS19 = re.compile(r"^BraTS19_(?P<site>[A-Za-z0-9]+)_", re.I)
 
 
 @dataclass(frozen=True)
@@ -164,24 +158,6 @@ def default_structure(index: pd.Index) -> pd.DataFrame:
         },
         index=pd.Index(index.astype(str), name="case_id"),
     )
-
-
-def _find_column(table: pd.DataFrame, given: str | None, names: Sequence[str]) -> str | None:
-    if given is not None:
-        if given not in table.columns:
-            source = table.attrs.get("source", "the table")
-            raise ConfigError(f"{source}: no column {given!r}; it has {list(table.columns)}")
-        return given
-    lower = {str(c).lower(): c for c in table.columns}
-    return next((lower[n] for n in names if n in lower), None)
-
-
-def brats19_site(value: Any) -> str | None:
-    """The institution token of a BraTS 2019 id (``BraTS19_CBICA_AAB_1`` -> ``CBICA``)."""
-    if value is None or pd.isna(value):
-        return None
-    m = _BRATS19.match(str(value).strip())
-    return m.group("site") if m else None
 
 
 def cohort_columns(
