@@ -12,6 +12,18 @@ from radsurv.cli.app import app
 logger = logging.getLogger(__name__)
 
 
+def _quiet_dask_logs() -> None:
+    """Dask logs a lost connection with tracebacks; radsurv reports it in one line (-vv: Dask's).
+
+    Dask's configuration gives some of its loggers their own levels, so each is set.
+    """
+    import distributed  # noqa: F401 - configures its loggers, which are then turned down
+
+    for name in ["distributed", *logging.root.manager.loggerDict]:
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 @app.command("extract-features")
 def extract_features_cmd(
     manifest: Path = typer.Option(..., "--manifest", help="data_manifest.csv to read cases from."),
@@ -51,6 +63,8 @@ def extract_features_cmd(
     from radsurv.features.runner import extract_features
 
     mask_arg = masks if masks == "ground-truth" else Path(masks)
+    if dask and logging.getLogger("radsurv").getEffectiveLevel() > logging.DEBUG:
+        _quiet_dask_logs()
     result = extract_features(
         manifest,
         params=params,
