@@ -66,6 +66,8 @@ class CaseRef:
     labels: np.ndarray | None = None
     problem: str | None = None
     checksum: str | None = None  # the manifest's content checksum of the case's files
+    shape: tuple[int, ...] | None = None  # (z, y, x) as the manifest records it
+    n_stored: int | None = None  # modalities stored for the case (all are read)
 
 
 def input_key(ref: CaseRef) -> str:
@@ -157,6 +159,14 @@ def _mask_source(masks: Any) -> str:
     return str(Path(masks).resolve())
 
 
+def _shape(value: Any) -> tuple[int, ...] | None:
+    try:
+        shape = tuple(int(n) for n in str(value).split("x"))
+    except ValueError:
+        return None
+    return shape if len(shape) == 3 else None
+
+
 def case_refs(source: Any, masks: Any = "ground-truth") -> tuple[list[CaseRef], list[str] | None]:
     """Case references and the modalities every case has (None when unknown) from any source.
 
@@ -196,6 +206,8 @@ def case_refs(source: Any, masks: Any = "ground-truth") -> tuple[list[CaseRef], 
         mask_path, labels = _mask_for(case_id, masks, row, manifest.root)
         problem = str(row.get("problem", "") or "") or None
         checksum = str(row.get("checksum", "") or "") or None
+        mods = str(row.get("modalities", "") or "")
+        shape = _shape(row.get("shape"))
         refs.append(
             CaseRef(
                 case_id,
@@ -204,9 +216,10 @@ def case_refs(source: Any, masks: Any = "ground-truth") -> tuple[list[CaseRef], 
                 labels=labels,
                 problem=problem,
                 checksum=checksum,
+                shape=shape,
+                n_stored=len(mods.split(",")) if mods else None,
             )
         )
-        mods = str(row.get("modalities", "") or "")
         if mods and not problem:
             sets.append(set(mods.split(",")))
     common = [m for m in MODALITIES if sets and all(m in s for s in sets)]
@@ -268,8 +281,12 @@ def task_prepare(ref: CaseRef, config: ExtractionConfig) -> Timed:
     """Worker task: read one case, preprocess it and crop it to the tumour."""
 
     def run() -> PreparedCase:
+        if ref.case is None and ref.shape is not None:  # before reading anything
+            n_read = max(ref.n_stored or 0, len(config.modalities))
+            check_memory(ref.case_id, ref.shape, n_read, config)
         case, labels = load_ref(ref)
-        check_memory(case, config)
+        if ref.case is not None:  # in memory already
+            check_memory(case.case_id, case.shape, 0, config)
         return prepare_case(case, config, labels)
 
     return _timed(run)
@@ -277,9 +294,13 @@ def task_prepare(ref: CaseRef, config: ExtractionConfig) -> Timed:
 
 # Memory the prepare step needs on top of the loaded case, per voxel: per modality the float64
 # preprocessed image and its temporaries; per case the region masks, their union and the labels.
-# Measured on 240x240x155 cases (bench/bench_scale.py), rounded up.
-PREPARE_BYTES_PER_VOXEL_MODALITY = 24
-PREPARE_BYTES_PER_VOXEL = 16
+# Measured on a 240x240x155 case with four modalities: 283 MiB above the loaded case (8.3 bytes
+# per voxel and modality); the estimate (403 MiB there) keeps a margin. Reading a modality holds
+# the file's image and its array (float32 NIfTI: 8 bytes per voxel; the Kaggle pack's float64
+# slices are stacked into one array).
+PREPARE_BYTES_PER_VOXEL_MODALITY = 10
+PREPARE_BYTES_PER_VOXEL = 8
+READ_BYTES_PER_VOXEL_MODALITY = 8
 MiB = 2**20
 
 
@@ -307,17 +328,25 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def prepare_bytes(shape: Sequence[int], n_modalities: int) -> int:
-    """Estimated memory (bytes) that preparing a case of ``shape`` (z, y, x) needs."""
+def prepare_bytes(shape: Sequence[int], n_modalities: int, n_read: int = 0) -> int:
+    """Estimated memory (bytes) that reading ``n_read`` modalities of a case of ``shape``
+    (z, y, x) and preparing ``n_modalities`` of them needs."""
     voxels = math.prod(int(n) for n in shape)
-    return voxels * (PREPARE_BYTES_PER_VOXEL_MODALITY * n_modalities + PREPARE_BYTES_PER_VOXEL)
+    per_voxel = (
+        READ_BYTES_PER_VOXEL_MODALITY * n_read
+        + PREPARE_BYTES_PER_VOXEL_MODALITY * n_modalities
+        + PREPARE_BYTES_PER_VOXEL
+    )
+    return voxels * per_voxel
 
 
-def check_memory(case: Case, config: ExtractionConfig) -> None:
+def check_memory(case_id: str, shape: Sequence[int], n_read: int, config: ExtractionConfig) -> None:
     """Fail a case clearly, before the worker runs out, when it cannot fit the memory limit.
 
-    Only on a Dask worker with a memory limit: its nanny restarts the worker once it uses the
-    ``distributed.worker.memory.terminate`` fraction (default 95 %) of the limit.
+    Only on a Dask worker with a memory limit, whose nanny restarts the worker once it uses the
+    ``distributed.worker.memory.terminate`` fraction (default 95 %) of the limit. Manifest
+    cases are checked before anything is read (the manifest records the shape); ``n_read``:
+    modalities still to read.
     """
     limit = worker_memory_limit()
     if limit is None:
@@ -326,15 +355,16 @@ def check_memory(case: Case, config: ExtractionConfig) -> None:
 
     fraction = dask.config.get("distributed.worker.memory.terminate", 0.95) or 1.0
     in_use = _rss()
-    need = prepare_bytes(case.shape, len(config.modalities))
+    n = len(config.modalities)
+    need = prepare_bytes(shape, n, n_read)
     if in_use + need > limit * fraction:
-        shape = "x".join(str(n) for n in case.shape)
+        size = "x".join(str(k) for k in shape)
         raise MemoryLimitError(
-            f"case {case.case_id}: needs about {(in_use + need) / MiB:.0f} MiB to prepare "
-            f"({shape} voxels x {len(config.modalities)} modalities in float64, on top of the "
-            f"{in_use / MiB:.0f} MiB the worker holds), more than the worker memory limit of "
-            f"{limit / MiB:.0f} MiB allows ({fraction:.0%} of it); start the workers with a "
-            "larger --memory-limit, or extract this case locally with --jobs"
+            f"case {case_id}: needs about {(in_use + need) / MiB:.0f} MiB ({size} voxels, "
+            f"{n} modalities prepared in float64, on top of the {in_use / MiB:.0f} MiB the "
+            f"worker holds), more than the worker memory limit of {limit / MiB:.0f} MiB allows "
+            f"({fraction:.0%} of it); start the workers with a larger --memory-limit, or "
+            "extract this case locally with --jobs"
         )
 
 
@@ -961,6 +991,27 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _memory_summary(records: Any, limit: int | None) -> dict[str, Any]:
+    """Peak memory per task kind over the cases computed in this run (for the provenance)."""
+    peaks: dict[str, list[float]] = {}
+    for record in records:
+        for kind, mib in (record.get("peak_rss_mib") or {}).items():
+            peaks.setdefault(kind, []).append(float(mib))
+    return {
+        "peak_rss_mib": {
+            kind: {
+                "max": max(values),
+                "median": round(float(np.median(values)), 1),
+                "cases": len(values),
+            }
+            for kind, values in sorted(peaks.items())
+        },
+        "worker_memory_limit_mib": None if limit is None else round(limit / MiB),
+        "what": "peak resident memory of the worker process while a task of the case ran "
+        "(Linux VmHWM, reset at each task start; empty where the platform cannot tell)",
+    }
+
+
 def sidecar_paths(output: Path) -> tuple[Path, Path]:
     """(status table, provenance JSON) beside an output: ``x.csv`` -> ``x.status.csv``, ..."""
     name = output.name
@@ -1083,6 +1134,8 @@ def extract_features(
                 records[ref.case_id] = record
                 resumed.add(ref.case_id)
     todo = [ref for ref in refs if ref.case_id not in records]
+    new: dict[str, dict[str, Any]] = {}
+    memory_limit = None
     logger.info(
         "extracting %d case(s) (%d already done), %d columns, settings %s",
         len(todo),
@@ -1091,11 +1144,11 @@ def extract_features(
         settings_hash,
     )
     if todo:
-        new: dict[str, dict[str, Any]] = {}
         backend = None
         try:
             backend = make_backend(jobs, dask)
             run_cases(todo, config, columns, backend, store, strict, progress, input_keys, new)
+            memory_limit = getattr(backend, "memory_limit", lambda: None)()
         except (_Interrupted, ClusterLost, KeyboardInterrupt) as exc:
             if backend is not None:
                 backend.close(abort=True)
@@ -1106,6 +1159,7 @@ def extract_features(
             if backend is not None:
                 backend.close()
         records.update(new)
+    memory = _memory_summary(new.values(), memory_limit)
 
     rows = []
     status_rows = []
@@ -1141,6 +1195,7 @@ def extract_features(
         else f"tumour bounding box + padding {padding[0]} voxels (z, y, x) at 1 mm",
         "wall_seconds": round(time.perf_counter() - t0, 3),
         "backend": "dask" if dask is not None else f"processes={jobs or os.cpu_count()}",
+        "memory": memory,
     }
     if out_path is not None:
         status_path, prov_path = sidecar_paths(out_path)

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -236,3 +237,38 @@ def test_scheduler_killed_mid_run_saves_cases_and_rerun_resumes(
     assert out.read_bytes() == ref.read_bytes()
     status = pd.read_csv(tmp_path / "run.status.csv")
     assert status["resumed"].sum() == len(saved)
+
+
+@pytest.mark.slow
+def test_case_over_the_worker_memory_limit_fails_alone(
+    tmp_path: Path, cluster: LoopbackCluster, phantoms: list[Case], fast_params: Path
+) -> None:
+    from radsurv.data.manifest import build_manifest, write_manifest
+    from radsurv.data.nifti import write_nifti_case
+
+    small = phantoms[0]
+    pad = ((0, 176), (0, 232), (0, 232))  # 200x280x280, 2 modalities: ~370 MiB to prepare
+    big = Case(
+        "BraTS20_Training_099",
+        {m: np.pad(a, pad) for m, a in small.images.items()},
+        np.pad(small.labels, pad),
+    )
+    for case in (small, big):
+        write_nifti_case(case, tmp_path / "data")
+    table = build_manifest(tmp_path / "data", relative_to=tmp_path, checksum=False)
+    manifest = write_manifest(table, tmp_path / "data_manifest.csv")
+    address = cluster.start_scheduler()
+    cluster.start_workers(1, "--memory-limit", "640MiB")
+    out = tmp_path / "run.csv"
+    run = _run(_cli(manifest, out, fast_params, "--dask", address))
+    assert run.returncode == 1, run.stderr  # one case failed, the run went on
+    status = pd.read_csv(tmp_path / "run.status.csv").set_index("case_id")
+    assert status.loc[small.case_id, "status"] == "ok"
+    error = status.loc[big.case_id, "error"]
+    assert status.loc[big.case_id, "status"] == "failed"
+    assert big.case_id in error and "memory limit of 640 MiB" in error
+    assert "--memory-limit" in error
+    prov = json.loads((tmp_path / "run.provenance.json").read_text())
+    peaks = prov["memory"]["peak_rss_mib"]
+    assert peaks["prepare"]["max"] > 0 and peaks["texture"]["max"] > 0
+    assert prov["memory"]["worker_memory_limit_mib"] == 640
