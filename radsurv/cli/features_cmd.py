@@ -47,6 +47,9 @@ def extract_features_cmd(
     dask: str = typer.Option(
         None, "--dask", help="Address of a Dask scheduler (tcp://host:8786) to run the tasks on."
     ),
+    dask_report: Path = typer.Option(
+        None, "--dask-report", help="With --dask: write Dask's performance report (HTML) here."
+    ),
     force: bool = typer.Option(False, "--force", help="Recompute cases finished earlier."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first failing case."),
     progress: bool = typer.Option(
@@ -57,8 +60,10 @@ def extract_features_cmd(
 
     Writes OUT, OUT's status table (<name>.status.csv), provenance (<name>.provenance.json) and
     finished cases under OUT.parts/ (rerun the same command to resume). Exit code 1 when a case
-    failed (see the status table), 2 on bad options or input.
+    failed (see the status table), 2 on bad options or input, 3 when the Dask scheduler was
+    lost or unreachable, 130 after Ctrl-C (finished cases are saved: rerun to resume).
     """
+    from radsurv.cli.progress import feature_progress
     from radsurv.data.labels import parse_modalities, parse_regions
     from radsurv.features.runner import extract_features
 
@@ -77,7 +82,8 @@ def extract_features_cmd(
         output=output,
         force=force,
         strict=strict,
-        progress=progress,
+        progress=feature_progress(progress),
+        dask_report=dask_report,
     )
     n_ok = int((result.status["status"] == "ok").sum())
     typer.echo(

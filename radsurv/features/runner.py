@@ -625,59 +625,118 @@ def make_backend(jobs: int | None, dask: Any = None) -> Any:
 # ---------------------------------------------------------------------------------- progress
 
 
-class _Progress:
-    """A rich progress bar on a terminal; plain log lines otherwise."""
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What the runner reports to a progress callback (``extract_features(progress=fn)``).
 
-    def __init__(self, total: int, enabled: bool | None) -> None:
+    ``kind``: ``"start"``, ``"case"`` (a case finished: ``case_id``, ``status``),
+    ``"worker-lost"`` (``worker``; ``cases``: the cases whose tasks it ran or held, recomputed
+    elsewhere), ``"worker-joined"`` (``worker``; ``rejoined``: it replaces a lost worker of the
+    same host) or ``"end"``. Counts are over the cases this run computes (not resumed ones).
+    """
+
+    kind: str
+    total: int
+    done: int
+    failed: int
+    in_flight: int
+    elapsed: float
+    case_id: str | None = None
+    status: str | None = None
+    worker: str | None = None
+    cases: tuple[str, ...] = ()
+    rejoined: bool = False
+    workers: int = 0
+    lost: tuple[str, ...] = ()  # every worker lost so far
+    joined: tuple[str, ...] = ()  # every worker that rejoined so far
+
+    @property
+    def rate(self) -> float:
+        """Cases per minute so far."""
+        return self.done / self.elapsed * 60 if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float:
+        """Seconds left at the current rate (NaN before the first case)."""
+        return (self.total - self.done) / self.rate * 60 if self.rate > 0 else math.nan
+
+    def describe(self) -> str:
+        """One log line."""
+        counts = f"{self.done}/{self.total} done, {self.in_flight} in flight, {self.failed} failed"
+        if self.kind == "case":
+            return (
+                f"case {self.case_id} {self.status} ({counts}; {self.rate:.1f} cases/min, "
+                f"ETA {self.eta:.0f} s)"
+            )
+        if self.kind == "worker-lost":
+            again = f"; recomputing {', '.join(self.cases)}" if self.cases else ""
+            return f"lost worker {self.worker}{again} ({self.workers} threads left; {counts})"
+        if self.kind == "worker-joined":
+            how = "rejoined" if self.rejoined else "joined"
+            return f"worker {self.worker} {how} ({self.workers} threads; {counts})"
+        return f"{self.kind}: {counts}"
+
+
+def log_progress(event: ProgressEvent) -> None:
+    """The default progress report: one log line per finished case and per worker change."""
+    if event.kind == "worker-lost":
+        logger.warning("%s", event.describe())
+    elif event.kind in ("case", "worker-joined"):
+        logger.info("%s", event.describe())
+
+
+class _Progress:
+    """Counts of a run, reported as :class:`ProgressEvent` to a callback (or log lines)."""
+
+    def __init__(self, total: int, callback: Callable[[ProgressEvent], None] | None) -> None:
         self.total = total
         self.done = 0
+        self.failed = 0
+        self.in_flight = 0
+        self.workers = 0
+        self.lost: list[str] = []
+        self.joined: list[str] = []
         self.t0 = time.perf_counter()
-        tty = sys.stderr.isatty()
-        self.bar = None
-        # a bar needs a terminal; elsewhere (logs, CI, --no-progress) one line per case
-        if enabled is not False and tty:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+        self.callback = callback or log_progress
 
-            self.bar = Progress(
-                TextColumn("features"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=False,
+    def emit(self, kind: str, **kw: Any) -> None:
+        self.callback(
+            ProgressEvent(
+                kind,
+                self.total,
+                self.done,
+                self.failed,
+                self.in_flight,
+                time.perf_counter() - self.t0,
+                workers=self.workers,
+                lost=tuple(self.lost),
+                joined=tuple(self.joined),
+                **kw,
             )
-            self.task = self.bar.add_task("cases", total=total, rate="")
-            self.bar.start()
+        )
 
     def advance(self, case_id: str, status: str) -> None:
         self.done += 1
-        elapsed = time.perf_counter() - self.t0
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, rate=f"{rate * 60:.1f} cases/min")
-        else:
-            left = (self.total - self.done) / rate if rate > 0 else math.nan
-            logger.info(
-                "case %s %s (%d/%d, %.1f cases/min, ETA %.0f s)",
-                case_id,
-                status,
-                self.done,
-                self.total,
-                rate * 60,
-                left,
-            )
+        self.failed += status != "ok"
+        self.emit("case", case_id=case_id, status=status)
+
+    def worker(self, event: WorkerEvent, cases: Sequence[str]) -> None:
+        if event.kind == "lost":
+            self.lost.append(event.worker)
+            self.emit("worker-lost", worker=event.worker, cases=tuple(cases))
+            return
+        host = _host(event.worker)
+        rejoined = any(_host(w) == host for w in self.lost[len(self.joined) :])
+        if rejoined:
+            self.joined.append(event.worker)
+        self.emit("worker-joined", worker=event.worker, rejoined=rejoined)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self.emit("end")
+
+
+def _host(address: str) -> str:
+    return address.rsplit(":", 1)[0]
 
 
 # ------------------------------------------------------------------------------------ runner
@@ -787,7 +846,7 @@ def run_cases(
     backend: Any,
     store: PartStore | None,
     strict: bool = False,
-    progress: bool | None = None,
+    progress: bool | None | Callable[[ProgressEvent], None] = None,
     input_keys: dict[str, str] | None = None,
     sink: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -804,7 +863,9 @@ def run_cases(
     jobs: dict[str, _Job] = {}
     futures: dict[Any, tuple[str, str]] = {}
     key_case: dict[str, str] = {}
-    bar = _Progress(len(refs), progress)
+    bar = _Progress(len(refs), progress if callable(progress) else None)
+    bar.workers = backend.workers
+    bar.emit("start")
     token = os.urandom(4).hex()
     remote = getattr(backend, "keeps_results", False)
 
@@ -841,6 +902,7 @@ def run_cases(
                 futures.pop(f, None)
                 f.cancel()
         records[cid] = record
+        bar.in_flight = len(jobs)
         bar.advance(cid, record["status"])
         if error is not None and strict:
             raise FeatureExtractionError(
@@ -848,16 +910,15 @@ def run_cases(
             ) from error
 
     def on_worker_event(event: WorkerEvent) -> None:
+        hit: list[str] = []
         if event.kind == "lost":
             hit = sorted({key_case[k] for k in event.keys if k in key_case} & set(jobs))
             for cid in hit:
                 if event.worker not in jobs[cid].lost:
                     jobs[cid].lost.append(event.worker)
-            logger.warning(
-                "lost worker %s%s", event.worker, f"; recomputing {', '.join(hit)}" if hit else ""
-            )
-        else:
-            logger.info("worker %s joined", event.worker)
+        bar.workers = backend.workers
+        bar.in_flight = len(jobs)
+        bar.worker(event, hit)
 
     try:
         while todo or futures:
@@ -871,6 +932,7 @@ def run_cases(
                     first = submit(cid, "summary", task_summary, first)
                 futures[first] = (cid, "prepare")
                 job.futures.append(first)
+                bar.in_flight = len(jobs)
             done = backend.wait_any(list(futures))
             for event in backend.events():
                 on_worker_event(event)
@@ -991,6 +1053,31 @@ def _versions() -> dict[str, str]:
     return out
 
 
+@contextlib.contextmanager
+def _performance_report(path: str | Path | None):
+    """Dask's performance report of the block, written when it ends normally (needs bokeh)."""
+    if path is None:
+        yield
+        return
+    from distributed import performance_report
+
+    report = performance_report(filename=str(path))
+    report.__enter__()
+    yield  # on an error or interruption the report is not written
+    try:
+        report.__exit__(None, None, None)
+    except Exception as exc:  # noqa: BLE001 - the features are done; the report is extra
+        logger.warning(
+            "could not write Dask's performance report %s (%s: %s); it needs bokeh on the "
+            "scheduler",
+            path,
+            type(exc).__name__,
+            exc,
+        )
+    else:
+        logger.info("Dask performance report: %s", path)
+
+
 def _memory_summary(records: Any, limit: int | None) -> dict[str, Any]:
     """Peak memory per task kind over the cases computed in this run (for the provenance)."""
     peaks: dict[str, list[float]] = {}
@@ -1056,7 +1143,8 @@ def extract_features(
     output: str | Path | None = None,
     force: bool = False,
     strict: bool = False,
-    progress: bool | None = None,
+    progress: bool | None | Callable[[ProgressEvent], None] = None,
+    dask_report: str | Path | None = None,
 ) -> FeatureResult:
     """Radiomic features per case x subregion x modality, equal to PyRadiomics' own values.
 
@@ -1087,7 +1175,11 @@ def extract_features(
     strict
         Stop at the first failing case (raises FeatureExtractionError).
     progress
-        Progress bar (None: on a terminal only).
+        A callback that receives a :class:`ProgressEvent` at the start, after each case and
+        when a worker is lost or joins (the CLI draws its bar from them); otherwise (True,
+        False, None) one log line per case and per worker change (``logging``, INFO).
+    dask_report
+        With ``dask``: write Dask's own performance report (HTML) there.
 
     Examples
     --------
@@ -1096,6 +1188,8 @@ def extract_features(
     >>> res.features.filter(like="WT_original_shape").head()  # doctest: +SKIP
     """
     t0 = time.perf_counter()
+    if dask_report is not None and dask is None:
+        raise ConfigError("--dask-report FILE needs --dask ADDRESS (a Dask cluster to report on)")
     refs, common = case_refs(cases, masks)
     config = ExtractionConfig.create(
         params, intensity, regions, modalities or common or MODALITIES, _mask_source(masks)
@@ -1147,7 +1241,8 @@ def extract_features(
         backend = None
         try:
             backend = make_backend(jobs, dask)
-            run_cases(todo, config, columns, backend, store, strict, progress, input_keys, new)
+            with _performance_report(dask_report):
+                run_cases(todo, config, columns, backend, store, strict, progress, input_keys, new)
             memory_limit = getattr(backend, "memory_limit", lambda: None)()
         except (_Interrupted, ClusterLost, KeyboardInterrupt) as exc:
             if backend is not None:

@@ -193,7 +193,8 @@ def test_worker_killed_mid_run_completes_with_the_local_table(
     address = cluster.start_scheduler()
     cluster.start_workers(2, "--preload", str(hook))  # nannies restart a killed worker
     out = tmp_path / "run.csv"
-    run = _run(_cli(manifest, out, fast_params, "--dask", address))
+    report = tmp_path / "dask-report.html"
+    run = _run(_cli(manifest, out, fast_params, "--dask", address, "--dask-report", str(report)))
     assert mark.is_file(), "the hook never killed a worker:\n" + cluster.logs()
     assert run.returncode == 0, run.stderr + cluster.logs()
     assert "Traceback" not in run.stderr
@@ -207,6 +208,12 @@ def test_worker_killed_mid_run_completes_with_the_local_table(
     assert f"lost worker {killed_worker}" in run.stderr
     prov = json.loads((tmp_path / "run.provenance.json").read_text())
     assert prov["backend"] == "dask"
+    try:  # Dask's performance report needs bokeh (on the scheduler)
+        import bokeh  # noqa: F401
+
+        assert "Dask Performance Report" in report.read_text()
+    except ImportError:
+        assert "could not write Dask's performance report" in run.stderr
 
 
 @pytest.mark.slow
