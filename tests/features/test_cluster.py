@@ -279,3 +279,21 @@ def test_case_over_the_worker_memory_limit_fails_alone(
     peaks = prov["memory"]["peak_rss_mib"]
     assert peaks["prepare"]["max"] > 0 and peaks["texture"]["max"] > 0
     assert prov["memory"]["worker_memory_limit_mib"] == 640
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_is_one_error_line(
+    tmp_path: Path, manifest: Path, fast_params: Path
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a free port on loopback, nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    out = tmp_path / "run.csv"
+    run = _run(_cli(manifest, out, fast_params, "--dask", address))
+    assert run.returncode == 3, run.stderr
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: Dask scheduler {address}: unreachable"), run.stderr
+    assert "0/6 cases saved" in lines[-1]
