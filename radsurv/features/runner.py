@@ -4,6 +4,13 @@ Work per case: one *prepare* task (read once, preprocess, crop), then one *shape
 region and one *texture* task per modality (or per modality x region when only original images
 are enabled). A finished case is written at once to ``OUT.parts/`` (see
 :mod:`radsurv.features.store`); a rerun loads finished cases and computes only the others.
+
+On Dask every piece of work is a task with lineage: the prepared case stays on the cluster as
+the prepare task's result and the shape/texture tasks depend on it (nothing is scattered), so
+the scheduler recomputes whatever a lost worker held. A lost scheduler, an unreachable one or
+Ctrl-C end the run with :class:`RunInterrupted` (finished cases are saved). Progress goes to a
+callback as :class:`ProgressEvent` (log lines by default); each task's peak memory is measured
+(:class:`Timed`) and summarised in the provenance.
 """
 
 from __future__ import annotations
