@@ -71,14 +71,17 @@ class LoopbackCluster:
         self.address = json.loads(self.scheduler_file.read_text())["address"]
         return self.address
 
-    def start_workers(self, n: int, *extra: str) -> None:
-        self._start(
-            "dask_worker",
-            "--scheduler-file", str(self.scheduler_file),
-            "--host", "127.0.0.1", "--nworkers", str(n), "--nthreads", "1",
-            "--no-dashboard", "--local-directory", str(self.folder / "workers"), *extra,
-            log="workers.log",
-        )  # fmt: skip
+    def start_workers(self, n: int, *extra: str, separate: bool = False) -> None:
+        """``n`` single-threaded workers: one ``dask worker --nworkers n`` (under nannies that
+        restart a killed worker), or ``separate`` processes (``--no-nanny`` needs those)."""
+        for per in [1] * n if separate else [n]:
+            self._start(
+                "dask_worker",
+                "--scheduler-file", str(self.scheduler_file),
+                "--host", "127.0.0.1", "--nworkers", str(per), "--nthreads", "1",
+                "--no-dashboard", "--local-directory", str(self.folder / "workers"), *extra,
+                log="workers.log",
+            )  # fmt: skip
         from distributed import Client
 
         with Client(self.address, timeout="60s") as client:
@@ -214,6 +217,57 @@ def test_worker_killed_mid_run_completes_with_the_local_table(
         assert "Dask Performance Report" in report.read_text()
     except ImportError:
         assert "could not write Dask's performance report" in run.stderr
+
+
+@pytest.mark.slow
+def test_worker_killed_from_outside_after_first_case(
+    tmp_path: Path, cluster: LoopbackCluster, manifest: Path, fast_params: Path
+) -> None:
+    """kill -9 from outside at a moment set by the run's progress: a saved case and a worker
+    holding a prepared case. Whatever the run was doing then, it completes with the table."""
+    from distributed import Client
+
+    ref = tmp_path / "ref.csv"
+    assert _run(_cli(manifest, ref, fast_params, "--jobs", "1")).returncode == 0
+    address = cluster.start_scheduler()
+    cluster.start_workers(2, "--no-nanny", separate=True)  # no replacement: one finishes alone
+    out = tmp_path / "run.csv"
+    parts = out.with_name(out.name + ".parts")
+    proc = subprocess.Popen(
+        _cli(manifest, out, fast_params, "--dask", address),
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with Client(address, timeout="60s") as client:
+            pids = client.run(os.getpid)  # worker address -> process id
+
+            def holder() -> int | None:
+                if proc.poll() is not None or not list(parts.glob("*.json")):
+                    return None
+                for worker, keys in client.has_what().items():
+                    if any(str(k).startswith("prepare-") for k in keys) and worker in pids:
+                        return int(pids[worker])
+                return None
+
+            victim: list[int] = []
+
+            def found() -> bool:
+                pid = holder()
+                if pid is not None:
+                    victim.append(pid)
+                return bool(victim) or proc.poll() is not None
+
+            _wait_for(found, "a saved case and a worker holding a prepared case")
+            if victim:
+                os.kill(victim[0], signal.SIGKILL)
+        stderr = proc.communicate(timeout=GUARD * 2)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert victim, "the run ended before a worker could be killed"
+    assert proc.returncode == 0, stderr + cluster.logs()
+    assert out.read_bytes() == ref.read_bytes()
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.slow
