@@ -11,14 +11,17 @@ from radsurv.errors import RadsurvError
 
 
 class _RadsurvGroup(TyperGroup):
-    """Turns a RadsurvError from any command into one clear line on stderr and exit code 2."""
+    """Turns a RadsurvError from any command into one clear line on stderr and exit code 2.
+
+    An error with an ``exit_code`` attribute exits with it (an interrupted run: 3 or 130).
+    """
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201 (click's signature)
         try:
             return super().invoke(ctx)
         except RadsurvError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from exc
 
 
 app = typer.Typer(

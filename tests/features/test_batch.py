@@ -141,3 +141,48 @@ def test_process_pool_equals_single_process(phantoms: list[Case], fast_params: P
     two = extract_features(phantoms, jobs=2, **kw)
     pd.testing.assert_frame_equal(one.features, two.features)
     assert two.status["status"].tolist() == ["ok"] * 4
+
+
+def test_progress_events_and_ctrl_c_saves_finished_cases(
+    tmp_path: Path, phantoms: list[Case], fast_params: Path
+) -> None:
+    """A progress callback sees every case; Ctrl-C (here raised by it) ends in RunInterrupted."""
+    from radsurv.features.runner import ProgressEvent, RunInterrupted
+
+    kw = {"params": str(fast_params), "regions": ["WT"], "jobs": 1}
+    events: list[ProgressEvent] = []
+    extract_features(phantoms, progress=events.append, **kw)
+    kinds = [e.kind for e in events]
+    assert kinds == ["start", "case", "case", "case", "case", "end"]
+    last = events[-2]
+    assert (last.done, last.total, last.failed, last.in_flight) == (4, 4, 0, 0)
+    assert "4/4 done, 0 in flight, 0 failed" in last.describe()
+
+    def ctrl_c_after_two(event: ProgressEvent) -> None:
+        if event.kind == "case" and event.done == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "f.csv"
+    with pytest.raises(RunInterrupted) as info:
+        extract_features(phantoms, output=out, progress=ctrl_c_after_two, **kw)
+    assert info.value.exit_code == 130 and (info.value.saved, info.value.total) == (2, 4)
+    assert str(info.value).startswith("interrupted: 2/4 cases saved in ")
+    assert "rerun the same command" in str(info.value)
+    assert len(list(parts_dir(out).glob("*.json"))) == 2 and not out.exists()
+    again = extract_features(phantoms, output=out, **kw)
+    assert again.status["resumed"].tolist().count(True) == 2
+
+
+def test_progress_reports_lost_and_rejoined_workers() -> None:
+    from radsurv.features.runner import WorkerEvent, _Progress
+
+    seen = []
+    bar = _Progress(3, seen.append)
+    bar.worker(WorkerEvent("lost", "tcp://10.0.0.5:4001"), ["BraTS20_Training_001"])
+    bar.worker(WorkerEvent("joined", "tcp://10.0.0.7:4002"), [])
+    bar.worker(WorkerEvent("joined", "tcp://10.0.0.5:4003"), [])
+    assert [e.kind for e in seen] == ["worker-lost", "worker-joined", "worker-joined"]
+    assert "recomputing BraTS20_Training_001" in seen[0].describe()
+    assert not seen[1].rejoined and seen[2].rejoined
+    assert "rejoined" in seen[2].describe()
+    assert seen[2].lost == ("tcp://10.0.0.5:4001",) and seen[2].joined == ("tcp://10.0.0.5:4003",)
