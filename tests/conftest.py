@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# OpenMP threads (torch, XGBoost) sleep instead of spinning while they wait: the suite must
+# pass on a busy machine, where spinning threads make training steps several times slower.
+# Set before any test imports torch or xgboost; subprocesses (notebook kernels) inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 

@@ -13,7 +13,14 @@ Examples
 >>> labels = segment_case(model, case)  # doctest: +SKIP
 """
 
-from radsurv.segmentation.checkpoint import CheckpointError
+import os
+
+# OpenMP threads that spin while they wait make CPU training 5x slower when other processes
+# share the cores (measured: the segmentation notebook, 200 s vs 41 s beside two busy loops).
+# libgomp reads this once, when torch loads it; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from radsurv.segmentation.checkpoint import CheckpointError  # noqa: E402
 from radsurv.segmentation.config import SegmentationConfig
 from radsurv.segmentation.evaluate import EvaluationResult, evaluate_masks
 from radsurv.segmentation.metrics import HD95_EMPTY_MM, case_scores, region_scores
