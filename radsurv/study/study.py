@@ -455,7 +455,8 @@ class SurvivalStudy(_SiteOptions):
         any in-fold step (the ICC uses no labels); the notes and ``cohort["robustness"]`` say
         how many were dropped.
     id_column, time_column, event_column
-        Column names of a generic clinical table when they are not found by name.    cohort
+        Column names of a generic clinical table when they are not found by name.
+    cohort
         A table (path or DataFrame) with the cases' ``site``, ``subject_id``, ``timepoint``
         (e.g. ``name_mapping.csv``: its ``BraTS_2019_subject_ID`` gives the site); default:
         the columns of the clinical table / manifest, when present.
@@ -818,7 +819,11 @@ class BinaryStudy(_SiteOptions):
     models, cv, seed, k, nested, permutations, n_jobs, threshold_folds, n_boot, corr_threshold
         As ``radsurv classify`` / :class:`radsurv.evaluation.classify.ClassifySettings`.
     feature_filter
-        Applied to the feature table before anything else.    cohort
+        Applied to the feature table before anything else.
+    robustness, min_icc
+        A ``radsurv robustness`` table: only features with ICC >= ``min_icc`` are kept, before
+        any in-fold step; the notes and ``cohort["robustness"]`` say how many were dropped.
+    cohort
         A table (path or DataFrame) with the cases' ``site``, ``subject_id``, ``timepoint``
         (e.g. ``name_mapping.csv``: its ``BraTS_2019_subject_ID`` gives the site); default:
         the columns of the clinical table / manifest, when present.
