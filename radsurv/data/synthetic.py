@@ -233,6 +233,21 @@ class SyntheticCohort:
     labels_csv: Path
     truth_json: Path
 
+    @classmethod
+    def at(cls, root: Path) -> SyntheticCohort:
+        """The file layout of a cohort written under ``root`` (its data folder created)."""
+        root = Path(root)
+        cohort = cls(
+            root=root,
+            data_dir=root / "data",
+            survival_csv=root / "survival_info.csv",
+            name_mapping_csv=root / "name_mapping.csv",
+            labels_csv=root / "pseudoprogression.csv",
+            truth_json=root / "truth.json",
+        )
+        cohort.data_dir.mkdir(parents=True, exist_ok=True)
+        return cohort
+
 
 def _zscore(values: np.ndarray) -> np.ndarray:
     sd = values.std()
@@ -338,15 +353,7 @@ def synthesize_cohort(
 
         return synthesize_longitudinal_cohort(Path(out), n_cases, seed, shape)
     out = Path(out)
-    cohort = SyntheticCohort(
-        root=out,
-        data_dir=out / "data",
-        survival_csv=out / "survival_info.csv",
-        name_mapping_csv=out / "name_mapping.csv",
-        labels_csv=out / "pseudoprogression.csv",
-        truth_json=out / "truth.json",
-    )
-    cohort.data_dir.mkdir(parents=True, exist_ok=True)
+    cohort = SyntheticCohort.at(out)
     rows, meta_rows = [], []
     for index in range(1, n_cases + 1):
         params = sample_patient(index, seed)

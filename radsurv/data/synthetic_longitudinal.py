@@ -119,15 +119,7 @@ def synthesize_longitudinal_cohort(out: Path, n_subjects: int, seed: int, shape)
     from radsurv.data.synthetic import SyntheticCohort, _outcomes, case_id_for_volume, make_phantom
 
     out = Path(out)
-    cohort = SyntheticCohort(
-        root=out,
-        data_dir=out / "data",
-        survival_csv=out / "survival_info.csv",
-        name_mapping_csv=out / "name_mapping.csv",
-        labels_csv=out / "pseudoprogression.csv",
-        truth_json=out / "truth.json",
-    )
-    cohort.data_dir.mkdir(parents=True, exist_ok=True)
+    cohort = SyntheticCohort.at(out)
     rows, meta_rows = [], []
     for index in range(1, n_subjects + 1):
         base, follow, day, pseudo = sample_subject(index, seed)
