@@ -16,21 +16,6 @@ from radsurv.cli import app
 from radsurv.data.case import Case
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory: pytest.TempPathFactory, phantoms: list[Case]) -> Path:
-    """A NIfTI cohort (BraTS 2020 layout) of 6 phantoms and its manifest."""
-    from radsurv.data.manifest import build_manifest, write_manifest
-    from radsurv.data.nifti import write_nifti_case
-    from radsurv.data.synthetic import make_phantom_case
-
-    root = tmp_path_factory.mktemp("cohort")
-    cases = [*phantoms, *(make_phantom_case(i, 0, phantoms[0].shape) for i in (5, 6))]
-    for case in cases:
-        write_nifti_case(case, root / "data")
-    table = build_manifest(root / "data", relative_to=root, checksum=False)
-    return write_manifest(table, root / "data_manifest.csv")
-
-
 def _args(manifest: Path, out: Path, params: Path, *extra: str) -> list[str]:
     return [
         "extract-features", "--manifest", str(manifest), "-o", str(out),
