@@ -116,23 +116,38 @@ def check_html_in_browser(
             "no Chromium on PATH; install it (Debian: apt-get install -y chromium) "
             "or set RADSURV_CHROMIUM to the executable"
         )
-    with tempfile.TemporaryDirectory(prefix="radsurv-chromium-") as profile:
-        cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    profile = tempfile.mkdtemp(prefix="radsurv-chromium-")
+    cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        ws_url = _wait_for_page_target(Path(profile), proc, timeout)
+        ws = websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
         try:
-            ws_url = _wait_for_page_target(Path(profile), proc, timeout)
-            ws = websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
-            try:
-                return _drive(ws, html, screenshot, timeout, settle)
-            finally:
-                ws.close()
+            return _drive(ws, html, screenshot, timeout, settle)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            ws.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _remove_profile(Path(profile))
+
+
+def _remove_profile(profile: Path, attempts: int = 50) -> None:
+    """Delete Chromium's temporary profile. Its helper processes can outlive the browser by a
+    moment and still write there ("Directory not empty"), so the removal is retried briefly."""
+    import shutil
+    import time
+
+    for _ in range(attempts):
+        shutil.rmtree(profile, ignore_errors=True)
+        if not profile.exists():
+            return
+        time.sleep(0.1)
+    log.debug("could not remove the Chromium profile %s", profile)
 
 
 def _wait_for_page_target(profile: Path, proc: subprocess.Popen, timeout: float) -> str:
