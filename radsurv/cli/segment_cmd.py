@@ -112,14 +112,40 @@ def evaluate(
     csv_path: Path | None = typer.Option(
         None, "--csv", help="Per-case CSV (default: PRED/segment_scores.csv)."
     ),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="HTML report: overlays, scores worst first, distributions "
+        "(default: PRED/report.html).",
+    ),
+    no_report: bool = typer.Option(False, "--no-report", help="Write no HTML report."),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."
+    ),
 ) -> None:
-    """Dice and HD95 (mm) for WT, TC, ET per case and on average (BraTS empty-mask rules)."""
+    """Dice and HD95 (mm) for WT, TC, ET per case and on average (BraTS empty-mask rules).
+
+    Also writes a self-contained HTML report to look at the masks before trusting them.
+    """
+    from radsurv.cli.progress import progress_display
     from radsurv.segmentation import evaluate_masks
 
+    if report is not None and no_report:
+        raise typer.BadParameter("give either --report PATH or --no-report, not both")
     csv_path = csv_path or pred / "segment_scores.csv"
-    result = evaluate_masks(pred, manifest, json_path=json_path, csv_path=csv_path)
+    with progress_display("segment evaluate", progress) as bar:
+        result = evaluate_masks(
+            pred,
+            manifest,
+            json_path=json_path,
+            csv_path=csv_path,
+            report=False if no_report else (report or True),
+            progress=bar,
+        )
     n_ok = len(result.cases) - len(result.failed)
     typer.echo(f"{n_ok} case(s) scored; per-case scores in {csv_path}")
+    if result.report is not None:
+        typer.echo(f"report: {result.report}")
     for region, scores in result.mean.items():
         typer.echo(f"{region}: Dice {scores['dice']:.4f}  HD95 {scores['hd95']:.2f} mm")
     for c in result.cases:

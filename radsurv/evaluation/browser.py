@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class BrowserCheck:
     images: int = 0
     images_loaded: int = 0
     title: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +82,7 @@ def check_html_in_browser(
     *,
     timeout: float = 60.0,
     settle: float = 0.3,
+    evaluate: Mapping[str, str] | None = None,
 ) -> BrowserCheck:
     """Load ``html`` in headless Chromium; collect console errors and count loaded images.
 
@@ -93,12 +96,16 @@ def check_html_in_browser(
         Seconds to wait for the browser and the page load.
     settle
         Seconds to wait after the load event for late console messages.
+    evaluate
+        Name -> JavaScript expression, evaluated in the loaded page; the JSON-serialisable
+        results come back in :attr:`BrowserCheck.values` (e.g. whether an element is visible).
 
     Returns
     -------
     BrowserCheck
         Console errors (JS exceptions, ``console.error``, failed resource loads), the number of
-        ``<img>`` elements and how many of them decoded (``naturalWidth > 0``).
+        ``<img>`` elements and how many of them decoded (``naturalWidth > 0``), and the values
+        of ``evaluate``.
 
     Raises
     ------
@@ -123,7 +130,7 @@ def check_html_in_browser(
         ws_url = _wait_for_page_target(Path(profile), proc, timeout)
         ws = websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
         try:
-            return _drive(ws, html, screenshot, timeout, settle)
+            return _drive(ws, html, screenshot, timeout, settle, evaluate or {})
         finally:
             ws.close()
     finally:
@@ -178,7 +185,12 @@ def _wait_for_page_target(profile: Path, proc: subprocess.Popen, timeout: float)
 
 
 def _drive(
-    ws: Any, html: Path, screenshot: Path | None, timeout: float, settle: float
+    ws: Any,
+    html: Path,
+    screenshot: Path | None,
+    timeout: float,
+    settle: float,
+    evaluate: Mapping[str, str],
 ) -> BrowserCheck:
     """Enable the DevTools domains, load the page, collect errors, count images, screenshot."""
     counter = iter(range(1, 1_000_000))
@@ -239,6 +251,14 @@ def _drive(
     )
     res = call("Runtime.evaluate", expression=js, returnByValue=True)
     info = json.loads(res["result"]["value"])
+    values = {}
+    for name, expression in evaluate.items():
+        out = call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in out:
+            det = out["exceptionDetails"]
+            text = det.get("exception", {}).get("description") or det.get("text", "exception")
+            raise BrowserError(f"{html}: evaluating {name!r} failed: {text}")
+        values[name] = out["result"].get("value")
     if screenshot is not None:
         import base64
 
@@ -253,7 +273,11 @@ def _drive(
         Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
         Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
     check = BrowserCheck(
-        console_errors=errors, images=info["n"], images_loaded=info["ok"], title=info["title"]
+        console_errors=errors,
+        images=info["n"],
+        images_loaded=info["ok"],
+        title=info["title"],
+        values=values,
     )
     log.info("browser check %s: %s", html.name, check)
     return check

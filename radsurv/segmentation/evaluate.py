@@ -1,8 +1,10 @@
 """Score a folder of predicted masks against the reference masks of a manifest (or case list).
 
 Writes a JSON ``{"mean": {"WT": {"dice", "hd95"}, "TC": ..., "ET": ...}, "cases": [...]}`` and
-a CSV with one row per case. A case whose mask is missing, unreadable or on another grid is
-recorded with its error and left out of the means; the others are scored.
+a CSV with one row per case, and the self-contained ``report.html`` of
+:mod:`radsurv.segmentation.report` (overlays, scores worst first, distributions). A case whose
+mask is missing, unreadable or on another grid is recorded with its error and left out of the
+means; the others are scored.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radsurv.data.nifti import read_mask_nifti
 from radsurv.errors import RadsurvError, SegmentationError
 from radsurv.segmentation.metrics import EVAL_REGIONS, case_scores, mean_scores
 from radsurv.segmentation.sources import CaseSource, case_loaders
+
+if TYPE_CHECKING:
+    from radsurv.segmentation.report import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +42,13 @@ class EvaluationResult:
     cases
         One dict per case: ``case_id``, ``status`` (``ok``/``failed``), ``error`` and, when
         scored, ``WT``/``TC``/``ET`` dicts.
+    report
+        The HTML report written, or None.
     """
 
     mean: dict[str, dict[str, float]]
     cases: list[dict[str, Any]]
+    report: Path | None = None
 
     @property
     def failed(self) -> list[str]:
@@ -75,7 +83,15 @@ class EvaluationResult:
         )
 
 
-def _find_mask(pred_dir: Path, case_id: str) -> Path:
+def find_mask(pred_dir: str | Path, case_id: str) -> Path:
+    """The predicted mask ``pred_dir/<case_id>.nii.gz`` (or ``.nii``) of a case.
+
+    Raises
+    ------
+    MissingMaskError
+        Neither file exists; the message names the case and the expected file.
+    """
+    pred_dir = Path(pred_dir)
     for suffix in (".nii.gz", ".nii"):
         path = pred_dir / f"{case_id}{suffix}"
         if path.is_file():
@@ -91,6 +107,9 @@ def evaluate_masks(
     source: CaseSource,
     json_path: str | Path | None = None,
     csv_path: str | Path | None = None,
+    *,
+    report: str | Path | bool = True,
+    progress: ProgressCallback | None = None,
 ) -> EvaluationResult:
     """Dice and HD95 of ``pred_dir/<case_id>.nii.gz`` against each case's reference labels.
 
@@ -102,6 +121,12 @@ def evaluate_masks(
         Manifest, its path, or a list of cases with reference labels.
     json_path, csv_path
         Where to write the JSON summary and the per-case CSV (optional).
+    report
+        Where to write the HTML report (overlays, scores worst first, distributions; see
+        :func:`~radsurv.segmentation.report.write_segmentation_report`): ``True`` (default)
+        for ``pred_dir/report.html``, a path, or ``False`` for none.
+    progress
+        ``progress(done, total, "cases")`` after each case.
 
     Empty regions follow BraTS: both empty -> Dice 1, HD95 0; one empty -> Dice 0,
     HD95 373.13 mm (see :mod:`radsurv.segmentation.metrics`).
@@ -109,22 +134,33 @@ def evaluate_masks(
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise SegmentationError(f"masks folder {pred_dir} does not exist")
+    page = None
+    if report is not False:
+        from radsurv.segmentation.report import REPORT_FILE, SegmentationReport, describe_source
+
+        page = SegmentationReport(pred_dir, source=describe_source(source))
     cases: list[dict[str, Any]] = []
-    for loader in case_loaders(source):
+    loaders = case_loaders(source)
+    for i, loader in enumerate(loaders, 1):
         record: dict[str, Any] = {"case_id": loader.case_id, "status": "ok", "error": ""}
+        case = pred = None
         try:
-            mask_path = _find_mask(pred_dir, loader.case_id)
+            mask_path = find_mask(pred_dir, loader.case_id)
             case = loader.load()
+            pred = read_mask_nifti(mask_path, case, label_convention="brats2020")
             if case.labels is None:
                 raise SegmentationError(
                     f"case {case.case_id}: the manifest gives no reference mask to score against"
                 )
-            pred = read_mask_nifti(mask_path, case, label_convention="brats2020")
             record.update(case_scores(pred, case.labels, case.spacing))
         except RadsurvError as exc:
             record.update(status="failed", error=str(exc))
             logger.error("%s", exc)
         cases.append(record)
+        if page is not None:
+            page.add_case(loader.case_id, case=case, prediction=pred, scores=record)
+        if progress is not None:
+            progress(i, len(loaders), "cases")
     scored = [c for c in cases if c["status"] == "ok"]
     result = EvaluationResult(mean=mean_scores(scored), cases=cases)
     if json_path:
@@ -137,4 +173,6 @@ def evaluate_masks(
             writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["case_id"])
             writer.writeheader()
             writer.writerows(rows)
+    if page is not None:
+        result.report = page.write(pred_dir / REPORT_FILE if report is True else Path(report))
     return result
