@@ -87,7 +87,8 @@ def tumour_centre(
     for mask, name in ((reference, "reference WT"), (prediction, "predicted WT")):
         if mask is not None and np.any(mask > 0):
             com = np.argwhere(mask > 0).mean(axis=0)
-            return tuple(int(round(float(c))) for c in com), f"centre of mass of the {name}"  # type: ignore[return-value]
+            centre = tuple(int(c) for c in np.floor(com + 0.5))  # halves round up
+            return centre, f"centre of mass of the {name}"  # type: ignore[return-value]
     return tuple(int(s) // 2 for s in shape), "centre of the volume (both masks empty)"  # type: ignore[return-value]
 
 
@@ -314,7 +315,7 @@ class SegmentationReport:
         try:
             self._draw(entry, case, prediction, rec)
         except CASE_ERRORS as exc:
-            entry.status, entry.error = "failed", f"{type(exc).__name__}: {exc}"
+            entry.status, entry.error = "failed", _error_text(exc)
             logger.error("report: case %s: %s", case_id, exc)
         self.entries.append(entry)
         return entry
@@ -383,7 +384,7 @@ class SegmentationReport:
             "regions": list(EVAL_REGIONS),
             "planes": list(PLANES),
             "mean": _mean_rows(scored) if scored else [],
-            "distributions": _distributions(scored) if scored else [],
+            "distribution": _distributions(scored) if scored else "",
             "rows": [_table_row(i, e) for i, e in enumerate(entries)],
             "cases": [_case_view(i, e) for i, e in enumerate(entries)],
             "hd95_empty": format_number(HD95_EMPTY_MM),
@@ -464,23 +465,30 @@ def _mean_rows(scored: list[CaseEntry]) -> list[dict[str, str]]:
     return rows
 
 
-def _distributions(scored: list[CaseEntry]) -> list[dict[str, str]]:
-    """A box + strip plot per metric, one box per region."""
-    figures = []
-    for metric, label in (("dice", "Dice"), ("hd95", "HD95 (mm)")):
+def _distributions(scored: list[CaseEntry]) -> str:
+    """Box + strip plots of Dice and of HD95 (one panel each, one box per region)."""
+    fig, ax = new_figure((9.0, 3.2))
+    ax.remove()
+    jitter = np.random.default_rng(0)
+    for axis, (metric, label) in zip(
+        fig.subplots(1, 2), (("dice", "Dice"), ("hd95", "HD95 (mm)")), strict=True
+    ):
         values = [np.array([e.scores[r][metric] for e in scored if e.scores]) for r in EVAL_REGIONS]
-        fig, ax = new_figure((5.5, 3.2))
-        ax.boxplot(values, widths=0.5, showfliers=False)
-        jitter = np.random.default_rng(0)
+        axis.boxplot(values, widths=0.5, showfliers=False)
         for k, v in enumerate(values, 1):
-            ax.scatter(k + jitter.uniform(-0.12, 0.12, v.size), v, s=14, alpha=0.7, color="#4a6fa5")
-        ax.set_xticks(range(1, len(EVAL_REGIONS) + 1), [f"{r}" for r in EVAL_REGIONS])
-        ax.set_ylabel(label)
+            x = k + jitter.uniform(-0.12, 0.12, v.size)
+            axis.scatter(x, v, s=14, alpha=0.7, color="#4a6fa5")
+        axis.set_xticks(range(1, len(EVAL_REGIONS) + 1), list(EVAL_REGIONS))
+        axis.set_ylabel(label)
         if metric == "dice":
-            ax.set_ylim(-0.03, 1.03)
-        ax.set_title(f"{label} over {len(scored)} case(s)")
-        figures.append({"metric": label, "uri": figure_to_data_uri(fig)})
-    return figures
+            axis.set_ylim(-0.03, 1.03)
+        axis.set_title(f"{label} over {len(scored)} case(s)")
+    return figure_to_data_uri(fig)
+
+
+def _error_text(exc: Exception) -> str:
+    """A radsurv error's message (it names the case and the fix); others with their type."""
+    return str(exc) if isinstance(exc, RadsurvError) else f"{type(exc).__name__}: {exc}"
 
 
 def _read_prediction(pred_dir: Path, case: Case) -> np.ndarray:
@@ -539,7 +547,7 @@ def write_segmentation_report(
             case = loader.load()
             prediction = _read_prediction(pred_dir, case)
         except CASE_ERRORS as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = _error_text(exc)
             if rec is not None and rec.get("status") == "failed" and rec.get("error"):
                 error = str(rec["error"])  # the step that made the mask knows better why
             logger.error("report: case %s: %s", loader.case_id, error)
@@ -554,4 +562,8 @@ def describe_source(source: CaseSource) -> str:
     if isinstance(source, str | Path):
         return str(source)
     path = getattr(source, "path", None)
-    return str(path) if path else type(source).__name__
+    if path:
+        return str(path)
+    if isinstance(source, list | tuple):
+        return f"{len(source)} case(s) passed in memory"
+    return type(source).__name__
