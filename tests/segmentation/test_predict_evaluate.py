@@ -91,3 +91,17 @@ def test_evaluate_on_a_real_case(shared_data, tmp_path):
     result = evaluate_masks(tmp_path, [case])
     assert 0.6 < result.mean["WT"]["dice"] < 1.0
     assert result.mean["WT"]["hd95"] == pytest.approx(1.0, abs=0.5)
+    # the report of a real case: 6 overlays at full resolution, the cuts through the tumour
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from radsurv.segmentation.report import GREY_LEVELS
+
+    html = result.report.read_text()
+    srcs = re.findall(r'<img class="overlay [a-z]+" src="data:image/png;base64,([^"]+)"', html)
+    overlays = [Image.open(io.BytesIO(base64.b64decode(s))) for s in srcs]
+    assert len(overlays) == 6 and overlays[0].size == (240, 240)
+    assert all(np.any(np.asarray(im) >= GREY_LEVELS) for im in overlays)  # labels drawn
