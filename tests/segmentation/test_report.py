@@ -158,7 +158,7 @@ def test_overlays_cut_through_the_tumour_at_the_physical_aspect(scored_folder):
     assert slots[:3] == [{0, 2}, {0, 2}, {0}]
 
 
-def test_evaluate_writes_the_report_with_its_own_scores(scored_folder, tmp_path):
+def test_evaluate_writes_the_report_with_its_own_scores(scored_folder):
     pred_dir, cases = scored_folder
     result = evaluate_masks(pred_dir, cases)
     assert result.report == pred_dir / "report.html"
@@ -166,9 +166,8 @@ def test_evaluate_writes_the_report_with_its_own_scores(scored_folder, tmp_path)
     assert [r[0] for r in rows] == ["shifted", "half", "perfect"]
     wt = {c["case_id"]: c["WT"]["dice"] for c in result.cases}
     assert wt["shifted"] == pytest.approx(0.5) and wt["half"] == pytest.approx(2 / 3)
-    assert evaluate_masks(pred_dir, cases, report=tmp_path / "r.html").report == tmp_path / "r.html"
     (pred_dir / "report.html").unlink()
-    assert evaluate_masks(pred_dir, cases, report=False).report is None
+    assert evaluate_masks(pred_dir, cases[:1], report=False).report is None
     assert not (pred_dir / "report.html").exists()
 
 
