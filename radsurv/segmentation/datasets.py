@@ -87,13 +87,40 @@ def _crop(array: np.ndarray, starts: list[int], size: list[int]) -> np.ndarray:
     return out
 
 
+def drop_modalities(
+    x: np.ndarray, p: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero each channel (axis 0) of ``x`` with probability ``p``, never all of them.
+
+    When every channel is drawn for dropping, one of them, chosen at random, is kept, so the
+    rate per channel is ``p - p**C / C`` for ``C`` channels (0.484 for p = 0.5, C = 4).
+    A dropped channel becomes exactly 0: what a missing modality is filled with at prediction.
+
+    Returns
+    -------
+    (x, dropped)
+        The sample (a new array when something was dropped) and the boolean mask of dropped
+        channels.
+    """
+    n = x.shape[0]
+    dropped = rng.random(n) < p
+    if dropped.all():
+        dropped[int(rng.integers(n))] = False
+    if dropped.any():
+        x = x.copy()
+        x[dropped] = 0
+    return x, dropped
+
+
 class RandomPatchDataset(Dataset):
     """Random training samples: axial slices cropped to ``patch_size`` (2D) or 3D patches.
 
     A fraction ``tumour_fraction`` (0.6) of samples is centred (with jitter) on a tumour voxel,
     the rest on a random head voxel, so small tumours are seen often enough. Augmentation:
     random flips on every spatial axis of the sample, per-channel intensity scale (x0.9-1.1)
-    and shift (+-0.1 sd).
+    and shift (+-0.1 sd). Then, with ``config.modality_dropout`` > 0, whole channels are
+    zeroed (:func:`drop_modalities`), drawn from a generator of their own so the patch and
+    its augmentation are the same as without dropout.
 
     Parameters
     ----------
@@ -158,4 +185,7 @@ class RandomPatchDataset(Dataset):
             scale = rng.uniform(0.9, 1.1, size=(x.shape[0],) + (1,) * (x.ndim - 1))
             shift = rng.uniform(-0.1, 0.1, size=scale.shape)
             x = x * scale.astype(np.float32) + shift.astype(np.float32)
+        if self.augment and self.config.modality_dropout > 0:
+            drop_rng = np.random.default_rng([self.seed, self.epoch, index, 2])
+            x, _ = drop_modalities(x, self.config.modality_dropout, drop_rng)
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
