@@ -41,7 +41,9 @@ def train(
     modalities: str | None = typer.Option(
         None, "--modalities", help="Input channels in order, e.g. flair,t1gd (default: all)."
     ),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Default: 16 CPU, 32 CUDA."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Default 2d: 8 CPU, 32 CUDA; 3d: 1, 2."
+    ),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", help="Batches/epoch."),
     lr: float = typer.Option(3e-3, "--lr", help="Initial learning rate (AdamW, poly decay)."),
     resume: bool = typer.Option(
@@ -58,6 +60,15 @@ def train(
         "--modality-dropout",
         help="Probability of zeroing each input channel of a training sample (never all), "
         "so the model tolerates missing modalities (default 0).",
+    ),
+    loader: str = typer.Option(
+        "memory",
+        "--loader",
+        help="memory: hold every case in memory; stream: read Kaggle-pack slice files in "
+        "DataLoader workers (2d; for packs too large for memory).",
+    ),
+    num_workers: int | None = typer.Option(
+        None, "--num-workers", help="DataLoader workers (default: 0 on CPU, up to 8 on CUDA)."
     ),
     progress: bool | None = typer.Option(
         None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."
@@ -84,6 +95,8 @@ def train(
         progress=progress,
         folds=folds,
         modality_dropout=modality_dropout,
+        loader=loader,
+        num_workers=num_workers,
     )
     stop = " (time limit reached)" if result.stopped_by_time else ""
     if folds is not None:

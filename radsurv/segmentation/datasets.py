@@ -41,19 +41,25 @@ class PreparedVolume:
     head_voxels: np.ndarray  # (n, 3) indices of head voxels (subsampled)
 
 
-def prepare_volume(case: Case, config: SegmentationConfig, seed: int = 0) -> PreparedVolume:
-    """Normalise ``case`` for training, crop it to the head (+4 voxels) and index its voxels."""
-    from radsurv.errors import SegmentationError
+@dataclass
+class VolumeIndex:
+    """Where a training volume's samples come from: its head box and candidate centres."""
 
-    if case.labels is None:
-        raise SegmentationError(
-            f"case {case.case_id}: has no label mask, so it cannot be used for training"
-        )
-    image = case_input(case, config)
-    head = foreground_mask(image) | (case.labels > 0)
+    box: tuple[slice, ...]  # (z, y, x) head box (+4 voxels) in the case's array
+    regions: np.ndarray  # uint8 (3, z, y, x) WT, TC, ET inside the box
+    tumour_voxels: np.ndarray  # (n, 3) z, y, x of WT voxels, box coordinates (subsampled)
+    head_voxels: np.ndarray  # (n, 3) head voxels, box coordinates (subsampled)
+
+
+def index_volume(image: np.ndarray, labels: np.ndarray, seed: int = 0) -> VolumeIndex:
+    """Head box (+4 voxels) of a normalised (C, z, y, x) ``image`` and its candidate centres.
+
+    At most :data:`MAX_CENTRES` tumour and head voxels are kept, drawn with a generator seeded
+    by ``seed``.
+    """
+    head = foreground_mask(image) | (labels > 0)
     box = bounding_box(head, margin=4)
-    image = image[(slice(None), *box)]
-    regions = labels_to_regions(case.labels[box])
+    regions = labels_to_regions(labels[box])
     head = head[box]
     rng = np.random.default_rng([seed, 7919])
 
@@ -63,13 +69,36 @@ def prepare_volume(case: Case, config: SegmentationConfig, seed: int = 0) -> Pre
             idx = idx[rng.choice(len(idx), MAX_CENTRES, replace=False)]
         return idx.astype(np.int32)
 
-    return PreparedVolume(
-        case_id=case.case_id,
-        image=image.astype(np.float16),
+    return VolumeIndex(
+        box=box,
         regions=regions,
-        spacing=case.spacing,
         tumour_voxels=_subsample(regions[0] > 0),
         head_voxels=_subsample(head),
+    )
+
+
+def training_input(case: Case, config: SegmentationConfig) -> np.ndarray:
+    """:func:`case_input` of a case that must have a label mask (else a clear error)."""
+    from radsurv.errors import SegmentationError
+
+    if case.labels is None:
+        raise SegmentationError(
+            f"case {case.case_id}: has no label mask, so it cannot be used for training"
+        )
+    return case_input(case, config)
+
+
+def prepare_volume(case: Case, config: SegmentationConfig, seed: int = 0) -> PreparedVolume:
+    """Normalise ``case`` for training, crop it to the head (+4 voxels) and index its voxels."""
+    image = training_input(case, config)
+    index = index_volume(image, case.labels, seed)
+    return PreparedVolume(
+        case_id=case.case_id,
+        image=image[(slice(None), *index.box)].astype(np.float16),
+        regions=index.regions,
+        spacing=case.spacing,
+        tumour_voxels=index.tumour_voxels,
+        head_voxels=index.head_voxels,
     )
 
 
@@ -158,6 +187,14 @@ class RandomPatchDataset(Dataset):
     def __len__(self) -> int:
         return self.samples_per_epoch
 
+    def _slice(self, vol: PreparedVolume, z: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image (C, y, x) and regions (3, y, x) of axial slice ``z`` (box coordinates)."""
+        return vol.image[:, z], vol.regions[:, z]
+
+    def _whole(self, vol: PreparedVolume) -> tuple[np.ndarray, np.ndarray]:
+        """Image (C, z, y, x) and regions (3, z, y, x) of the whole (head-cropped) volume."""
+        return vol.image, vol.regions
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         vol = self.volumes[int(rng.integers(len(self.volumes)))]
@@ -166,11 +203,10 @@ class RandomPatchDataset(Dataset):
         centre = centres[int(rng.integers(len(centres)))]
         size = list(self.config.patch_size)
         if self.config.dim == "2d":
-            z = int(centre[0])
-            image, regions = vol.image[:, z], vol.regions[:, z]
+            image, regions = self._slice(vol, int(centre[0]))
             centre = centre[1:]
         else:
-            image, regions = vol.image, vol.regions
+            image, regions = self._whole(vol)
         # jitter so the tumour is not always in the middle of the patch
         starts = [
             int(c) - n // 2 + int(rng.integers(-n // 4, n // 4 + 1))

@@ -25,6 +25,7 @@ from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from radsurv.data.case import Case
 from radsurv.errors import ConfigError, RadsurvError, SegmentationError
 from radsurv.segmentation.checkpoint import (
     CheckpointError,
@@ -51,6 +52,7 @@ from radsurv.segmentation.inference import infer_probabilities
 from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.preprocess import labels_to_regions, regions_to_labels
 from radsurv.segmentation.sources import CaseLoader, CaseSource, case_loaders
+from radsurv.segmentation.streaming import StreamingSliceDataset, StreamVolume, stream_volume
 
 logger = logging.getLogger(__name__)
 
@@ -160,10 +162,35 @@ class EpochSampler(Sampler[int]):
         return self.n
 
 
-class _EpochDataset(RandomPatchDataset):
+class _EpochIndexed:
+    """Decodes ``epoch * n + i`` (see :class:`EpochSampler`) into the epoch and the index."""
+
+    samples_per_epoch: int
+    epoch: int
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.epoch, i = divmod(index, self.samples_per_epoch)
-        return super().__getitem__(i)
+        return super().__getitem__(i)  # type: ignore[misc]
+
+
+class _EpochDataset(_EpochIndexed, RandomPatchDataset):
+    pass
+
+
+class _EpochStream(_EpochIndexed, StreamingSliceDataset):
+    pass
+
+
+LOADERS: tuple[str, ...] = ("memory", "stream")
+
+
+def _training_dataset(
+    volumes: list[Any], config: SegmentationConfig, samples: int, seed: int
+) -> Dataset:
+    """Epoch-indexed samples over prepared (memory) or streamed volumes."""
+    if volumes and isinstance(volumes[0], StreamVolume):
+        return _EpochStream(volumes, config, samples, seed)
+    return _EpochDataset(volumes, config, samples, seed)
 
 
 def _split(ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -282,13 +309,16 @@ def _load_volumes(
     modality_dropout: float | None,
     device_type: str,
     seed: int,
-) -> tuple[dict[str, PreparedVolume], dict[str, str], SegmentationConfig]:
-    """Load and normalise the ``wanted`` cases (all when None) once; report those that fail.
+    make: Callable[[Case, SegmentationConfig, int], Any] = prepare_volume,
+) -> tuple[dict[str, Any], dict[str, str], SegmentationConfig]:
+    """Load and check the ``wanted`` cases (all when None) once; report those that fail.
 
-    Returns the prepared volumes by case id (in loader order), the skipped cases with their
-    reasons and the config (built from the first case's modalities when ``config`` is None).
+    Returns ``make(case, config, seed)`` of each usable case by case id (in loader order;
+    :func:`prepare_volume` by default, :func:`stream_volume` for streaming), the skipped cases
+    with their reasons and the config (built from the first case's modalities when ``config``
+    is None).
     """
-    volumes: dict[str, PreparedVolume] = {}
+    volumes: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for ld in loaders:
         if wanted is not None and ld.case_id not in wanted:
@@ -300,7 +330,7 @@ def _load_volumes(
                 config = _with_dropout(
                     SegmentationConfig.default(dim or "2d", mods, device_type), modality_dropout
                 )
-            volumes[ld.case_id] = prepare_volume(case, config, seed)
+            volumes[ld.case_id] = make(case, config, seed)
         except ConfigError:
             raise
         except RadsurvError as exc:
@@ -555,6 +585,7 @@ def train_segmentation(
     progress: bool | None = None,
     folds: int | None = None,
     modality_dropout: float | None = None,
+    loader: str = "memory",
 ) -> TrainResult | EnsembleTrainResult:
     """Train a MONAI segmentation model (or a K-fold ensemble) and save its checkpoints.
 
@@ -599,6 +630,12 @@ def train_segmentation(
         Probability of zeroing each normalised input channel of a training sample (never all
         of them), so the model tolerates missing modalities; stored in the config. Default the
         config's value (0).
+    loader
+        ``"memory"`` (default): every training case is loaded, normalised and held in memory
+        before the first step. ``"stream"``: 2D training on Kaggle-pack cases reads each
+        sample's slice file inside the DataLoader workers, keeping only per-volume statistics
+        in memory (see :mod:`radsurv.segmentation.streaming`); validation cases are still held
+        in memory.
 
     Returns
     -------
@@ -620,6 +657,10 @@ def train_segmentation(
         raise ConfigError(f"--epochs {epochs} must be at least 1")
     if folds is not None:
         check_folds(folds, max(folds, 2))  # the count of cases is checked once they are known
+    if loader not in LOADERS:
+        raise ConfigError(f"--loader {loader!r} unknown; choose {' or '.join(LOADERS)}")
+    if loader == "stream" and "3d" in (dim, config.dim if config else None):
+        raise ConfigError("--loader stream draws 2D slices; a 3d model needs --loader memory")
     if config is not None:
         config = _with_dropout(config, modality_dropout)
     dev = _configure_device(device)
@@ -655,6 +696,7 @@ def train_segmentation(
             modality_dropout=modality_dropout,
             seed=seed,
             resume=resume,
+            loader=loader,
             make_run=make_run,
             dev=dev,
             epochs=epochs,
@@ -680,7 +722,12 @@ def train_segmentation(
     else:
         train_ids, val_ids = _split([ld.case_id for ld in loaders], val_fraction, seed)
 
-    # load and normalise every case once; a case that fails is reported and skipped
+    def make(case: Case, config: SegmentationConfig, seed: int) -> Any:
+        if loader == "stream" and case.case_id not in val_ids:
+            return stream_volume(case, config, seed)
+        return prepare_volume(case, config, seed)
+
+    # load and check every case once; a case that fails is reported and skipped
     volumes, skipped, config = _load_volumes(
         loaders,
         set(train_ids + val_ids),
@@ -690,6 +737,7 @@ def train_segmentation(
         modality_dropout,
         dev.type,
         seed,
+        make,
     )
     train_vols = [v for cid, v in volumes.items() if cid not in val_ids]
     val_vols = [v for cid, v in volumes.items() if cid in val_ids]
@@ -702,7 +750,7 @@ def train_segmentation(
     run = make_run(config, seed, 1)
     if resumed is not None:
         run.bar.advance("resuming", steps=int(resumed["epoch"]) * run.steps_per_epoch)
-    dataset = _EpochDataset(train_vols, config, run.steps_per_epoch * run.batch_size, seed)
+    dataset = _training_dataset(train_vols, config, run.steps_per_epoch * run.batch_size, seed)
     try:
         return _fit(
             run,
@@ -740,6 +788,7 @@ def _train_folds(
     modality_dropout: float | None,
     seed: int,
     resume: bool,
+    loader: str,
     make_run: Callable[[SegmentationConfig, int, int], _Run],
     dev: torch.device,
     epochs: int,
@@ -774,8 +823,9 @@ def _train_folds(
     check_folds(folds, len(loaders))
     for payload in resumed.values():
         _check_known(payload["train_cases"] + payload["val_cases"], {ld.case_id for ld in loaders})
+    make = stream_volume if loader == "stream" else prepare_volume
     volumes, skipped, config = _load_volumes(
-        loaders, None, config, dim, modalities, modality_dropout, dev.type, seed
+        loaders, None, config, dim, modalities, modality_dropout, dev.type, seed, make
     )
     usable = list(volumes)
     check_folds(folds, len(usable))
@@ -809,17 +859,25 @@ def _train_folds(
             fold_deadline = deadline
             if math.isfinite(deadline):
                 fold_deadline = now + (deadline - now) / to_train
-            dataset = _EpochDataset(
+            dataset = _training_dataset(
                 [volumes[c] for c in train_ids],
                 config,
                 run.steps_per_epoch * run.batch_size,
                 seed,
             )
+            if loader == "stream":  # streamed volumes hold no image: load this fold's cases
+                val_vols = list(
+                    _load_volumes(
+                        loaders, set(val_ids), config, dim, modalities, None, dev.type, seed
+                    )[0].values()
+                )
+            else:
+                val_vols = [volumes[c] for c in val_ids]
             results.append(
                 _fit(
                     run,
                     dataset,
-                    [volumes[c] for c in val_ids],
+                    val_vols,
                     member,
                     train_ids=train_ids,
                     val_ids=val_ids,
