@@ -65,7 +65,8 @@ def train(
         "memory",
         "--loader",
         help="memory: hold every case in memory; stream: read Kaggle-pack slice files in "
-        "DataLoader workers (2d; for packs too large for memory).",
+        "DataLoader workers (2d); mmap: memory-map prepared copies in a temporary folder "
+        "(~25 MB per case). stream and mmap suit packs too large for memory.",
     ),
     num_workers: int | None = typer.Option(
         None, "--num-workers", help="DataLoader workers (default: 0 on CPU, up to 8 on CUDA)."

@@ -187,9 +187,12 @@ class RandomPatchDataset(Dataset):
     def __len__(self) -> int:
         return self.samples_per_epoch
 
-    def _slice(self, vol: PreparedVolume, z: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image (C, y, x) and regions (3, y, x) of axial slice ``z`` (box coordinates)."""
-        return vol.image[:, z], vol.regions[:, z]
+    def _patch(
+        self, vol: PreparedVolume, z: int, starts: list[int], size: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Image (C, h, w) and regions (3, h, w) of the 2D patch at ``starts`` (box coordinates,
+        may reach beyond the box: zero padding) of axial slice ``z``."""
+        return _crop(vol.image[:, z], starts, size), _crop(vol.regions[:, z], starts, size)
 
     def _whole(self, vol: PreparedVolume) -> tuple[np.ndarray, np.ndarray]:
         """Image (C, z, y, x) and regions (3, z, y, x) of the whole (head-cropped) volume."""
@@ -202,18 +205,20 @@ class RandomPatchDataset(Dataset):
         centres = vol.tumour_voxels if use_tumour else vol.head_voxels
         centre = centres[int(rng.integers(len(centres)))]
         size = list(self.config.patch_size)
+        z = int(centre[0])
         if self.config.dim == "2d":
-            image, regions = self._slice(vol, int(centre[0]))
             centre = centre[1:]
-        else:
-            image, regions = self._whole(vol)
         # jitter so the tumour is not always in the middle of the patch
         starts = [
             int(c) - n // 2 + int(rng.integers(-n // 4, n // 4 + 1))
             for c, n in zip(centre, size, strict=True)
         ]
-        x = _crop(image, starts, size).astype(np.float32)
-        y = _crop(regions, starts, size).astype(np.float32)
+        if self.config.dim == "2d":
+            x, y = self._patch(vol, z, starts, size)
+        else:
+            image, regions = self._whole(vol)
+            x, y = _crop(image, starts, size), _crop(regions, starts, size)
+        x, y = x.astype(np.float32), y.astype(np.float32)
         if self.augment:
             for axis in range(1, x.ndim):
                 if rng.random() < 0.5:

@@ -1,10 +1,16 @@
 """Training samples streamed from the Kaggle pack's slice files inside DataLoader workers.
 
 ``--loader memory`` (the default) holds every training case normalised in memory (~25 MB per
-BraTS case as float16): 9 GB for the 369-case pack, copied into every DataLoader worker that
-touches it. ``--loader stream`` keeps only a small index per volume in memory and reads each
-2D sample's slice file (``volume_{V}_slice_{S}.h5``) when the sample is drawn, inside the
-DataLoader worker that draws it.
+BraTS case as float16): 9 GB for the 369-case pack, all read before the first step.
+``--loader stream`` keeps only a small index per volume in memory (~0.5 MB) and reads each 2D
+sample's patch from its slice file (``volume_{V}_slice_{S}.h5``) when the sample is drawn,
+inside the DataLoader worker that draws it: only the rows and columns of the patch that lie in
+the head box are read.
+
+``--loader mmap`` prepares every case as the memory loader does, writes its arrays to a
+temporary folder (~25 MB per case, removed after training) and memory-maps them: samples are
+exactly the memory loader's, for 2D and 3D and for any format, while memory holds only what
+the page cache keeps.
 
 Per-volume statistics are computed once per volume, in one pass before training (the same
 pass that checks every case, as the memory loader does), and reused by every sample of every
@@ -19,19 +25,22 @@ drawn for (seed, epoch, index) are the same whatever the worker count.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from radsurv.data.case import Case
-from radsurv.data.labels import LABEL_ED, LABEL_ET, LABEL_NCR
 from radsurv.errors import ConfigError, SegmentationError
 from radsurv.segmentation.config import SegmentationConfig
-from radsurv.segmentation.datasets import RandomPatchDataset, index_volume, training_input
-from radsurv.segmentation.preprocess import _background_value, foreground_mask, labels_to_regions
-
-_MASK_LABELS = (LABEL_NCR, LABEL_ED, LABEL_ET)  # one-hot channels of the pack's mask
+from radsurv.segmentation.datasets import (
+    RandomPatchDataset,
+    index_volume,
+    prepare_volume,
+    training_input,
+)
+from radsurv.segmentation.preprocess import _background_value, foreground_mask
 
 
 @dataclass
@@ -68,29 +77,56 @@ class StreamVolume:
 
     def read_slice(self, z: int) -> tuple[np.ndarray, np.ndarray]:
         """Normalised image (C, y, x) float32 and regions (3, y, x) uint8 of box slice ``z``."""
+        (_, _), (y0, y1), (x0, x1) = self.box
+        return self.read_patch(z, [0, 0], [y1 - y0, x1 - x0])
+
+    def read_patch(
+        self, z: int, starts: list[int], size: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The (h, w) = ``size`` patch at ``starts`` (box coordinates) of box slice ``z``.
+
+        Only the part of the patch inside the head box is read from the slice file (the rest
+        is zero, as the memory loader pads); returns the normalised image (C, h, w) float32
+        and the regions (3, h, w) uint8.
+        """
         import h5py
 
-        (z0, _), (y0, y1), (x0, x1) = self.box
+        (z0, _), (by0, by1), (bx0, bx1) = self.box
+        (sy, sx), (h, w) = starts, size
+        lo_y, hi_y = max(sy, 0), min(sy + h, by1 - by0)
+        lo_x, hi_x = max(sx, 0), min(sx + w, bx1 - bx0)
+        x = np.zeros((len(self.channels), h, w), dtype=np.float32)
+        regions = np.zeros((3, h, w), dtype=np.uint8)
+        if lo_y >= hi_y or lo_x >= hi_x:
+            return x, regions
+        rows, cols = slice(by0 + lo_y, by0 + hi_y), slice(bx0 + lo_x, bx0 + hi_x)
         path = self.files[z0 + z]
         try:
             with h5py.File(path, "r") as f:
-                image = f["image"][y0:y1, x0:x1]
-                mask = f["mask"][y0:y1, x0:x1]
+                image = f["image"][rows, cols]
+                mask = f["mask"][rows, cols]
         except (OSError, KeyError, ValueError) as exc:
             raise SegmentationError(
                 f"case {self.case_id}: cannot read slice file {path} while training ({exc}); "
                 "was the pack changed since training started?"
             ) from exc
-        raw = np.moveaxis(image[..., self.channels], -1, 0).astype(np.float64)
+        # (C, y, x) float64 in model order; normalised in float64 like normalise(), then float32
+        raw = np.ascontiguousarray(image[..., self.channels].transpose(2, 0, 1), np.float64)
         head = np.zeros(raw.shape[1:], dtype=bool)
         for c, bg in enumerate(self.background):
-            head |= True if math.isnan(bg) else raw[c] != bg
-        norm = (raw - self.mean[:, None, None]) / self.sd[:, None, None]
-        x = np.where(head, norm, 0.0).astype(np.float32)
-        labels = np.zeros(mask.shape[:2], dtype=np.uint8)
-        for k, label in enumerate(_MASK_LABELS):
-            labels[mask[..., k] != 0] = label
-        return x, labels_to_regions(labels)
+            if math.isnan(bg):
+                head[...] = True
+                break
+            head |= raw[c] != bg
+        raw -= self.mean[:, None, None]
+        raw /= self.sd[:, None, None]
+        raw[:, ~head] = 0
+        dst = (slice(None), slice(lo_y - sy, hi_y - sy), slice(lo_x - sx, hi_x - sx))
+        x[dst] = raw
+        # the one-hot NCR, ED, ET mask -> nested regions WT, TC, ET
+        on = mask != 0
+        regions[dst] = np.stack([on.any(axis=-1), on[..., 0] | on[..., 2], on[..., 2]])
+        return x, regions
 
 
 def pack_slice_files(case: Case) -> tuple[list[str], tuple[str, ...]]:
@@ -180,5 +216,82 @@ class StreamingSliceDataset(RandomPatchDataset):
             )
         super().__init__(volumes, config, samples_per_epoch, seed, tumour_fraction, augment)  # type: ignore[arg-type]
 
-    def _slice(self, vol: StreamVolume, z: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]
-        return vol.read_slice(z)
+    def _patch(  # type: ignore[override]
+        self, vol: StreamVolume, z: int, starts: list[int], size: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return vol.read_patch(z, starts, size)
+
+
+class MappedVolume:
+    """A prepared training volume kept on disk as ``.npy`` files and memory-mapped on use.
+
+    Holds what :class:`~radsurv.segmentation.datasets.PreparedVolume` holds, with ``image``
+    (float16, the memory loader's values exactly) and ``regions`` opened read-only with
+    ``numpy.load(mmap_mode="r")`` on first access in each process: a sample reads only the
+    pages of its patch, and the operating system's page cache is shared by every worker.
+    """
+
+    def __init__(
+        self,
+        case_id: str,
+        image_path: Path,
+        regions_path: Path,
+        spacing: tuple[float, float, float],
+        tumour_voxels: np.ndarray,
+        head_voxels: np.ndarray,
+    ) -> None:
+        self.case_id = case_id
+        self.image_path = Path(image_path)
+        self.regions_path = Path(regions_path)
+        self.spacing = spacing
+        self.tumour_voxels = tumour_voxels
+        self.head_voxels = head_voxels
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _open(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            try:
+                self._arrays = (
+                    np.load(self.image_path, mmap_mode="r"),
+                    np.load(self.regions_path, mmap_mode="r"),
+                )
+            except (OSError, ValueError) as exc:
+                raise SegmentationError(
+                    f"case {self.case_id}: cannot map its training copy {self.image_path} "
+                    f"({exc}); was the folder removed while training?"
+                ) from exc
+        return self._arrays
+
+    @property
+    def image(self) -> np.ndarray:
+        """Normalised, head-cropped image (C, z, y, x) float16, memory-mapped."""
+        return self._open()[0]
+
+    @property
+    def regions(self) -> np.ndarray:
+        """Regions WT, TC, ET (3, z, y, x) uint8, memory-mapped."""
+        return self._open()[1]
+
+    def __getstate__(self) -> dict:
+        # a worker started by spawn/forkserver maps the files itself instead of copying them
+        return {**self.__dict__, "_arrays": None}
+
+    def __repr__(self) -> str:
+        return f"MappedVolume({self.case_id!r}, {str(self.image_path)!r})"
+
+
+def map_volume(
+    case: Case, config: SegmentationConfig, seed: int = 0, *, folder: Path
+) -> MappedVolume:
+    """Prepare ``case`` like :func:`~radsurv.segmentation.datasets.prepare_volume` and write its
+    arrays to ``folder`` (~25 MB per BraTS case); return the memory-mapped volume."""
+    vol = prepare_volume(case, config, seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", case.case_id)
+    image_path, regions_path = folder / f"{stem}.image.npy", folder / f"{stem}.regions.npy"
+    np.save(image_path, vol.image)
+    np.save(regions_path, vol.regions)
+    return MappedVolume(
+        case.case_id, image_path, regions_path, vol.spacing, vol.tumour_voxels, vol.head_voxels
+    )

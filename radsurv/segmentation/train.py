@@ -9,12 +9,15 @@ are drawn from generators seeded by (seed, epoch, index), not from a stream).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,12 @@ from radsurv.segmentation.inference import infer_probabilities
 from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.preprocess import labels_to_regions, regions_to_labels
 from radsurv.segmentation.sources import CaseLoader, CaseSource, case_loaders
-from radsurv.segmentation.streaming import StreamingSliceDataset, StreamVolume, stream_volume
+from radsurv.segmentation.streaming import (
+    StreamingSliceDataset,
+    StreamVolume,
+    map_volume,
+    stream_volume,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +189,25 @@ class _EpochStream(_EpochIndexed, StreamingSliceDataset):
     pass
 
 
-LOADERS: tuple[str, ...] = ("memory", "stream")
+LOADERS: tuple[str, ...] = ("memory", "stream", "mmap")
+VolumeMaker = Callable[[Case, SegmentationConfig, int], Any]
+
+
+def _volume_makers(loader: str, stack: ExitStack) -> tuple[VolumeMaker, VolumeMaker]:
+    """How training and validation cases are kept for ``loader``.
+
+    ``memory``: prepared in memory. ``stream``: training cases as :class:`StreamVolume`
+    (statistics only), validation cases in memory. ``mmap``: both written to a temporary
+    folder (removed when ``stack`` closes) and memory-mapped.
+    """
+    if loader == "stream":
+        return stream_volume, prepare_volume
+    if loader == "mmap":
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="radsurv-train-")))
+        logger.info("memory-mapped training copies in %s", folder)
+        mapped = functools.partial(map_volume, folder=folder)
+        return mapped, mapped
+    return prepare_volume, prepare_volume
 
 
 def _training_dataset(
@@ -215,7 +241,8 @@ def validate(
     for vol in volumes:
         probs = infer_probabilities(network, vol.image.astype(np.float32), config, device, amp)
         pred = labels_to_regions(regions_to_labels(probs > config.threshold))
-        metric(torch.from_numpy(pred)[None].float(), torch.from_numpy(vol.regions)[None].float())
+        target = torch.from_numpy(np.asarray(vol.regions, dtype=np.float32))  # memmaps too
+        metric(torch.from_numpy(pred)[None].float(), target[None])
     scores = metric.aggregate().tolist()
     return dict(zip(REGION_OUTPUTS, (float(s) for s in scores), strict=True))
 
@@ -633,9 +660,11 @@ def train_segmentation(
     loader
         ``"memory"`` (default): every training case is loaded, normalised and held in memory
         before the first step. ``"stream"``: 2D training on Kaggle-pack cases reads each
-        sample's slice file inside the DataLoader workers, keeping only per-volume statistics
-        in memory (see :mod:`radsurv.segmentation.streaming`); validation cases are still held
-        in memory.
+        sample's patch from its slice file inside the DataLoader workers, keeping only
+        per-volume statistics in memory; validation cases are still held in memory.
+        ``"mmap"``: the prepared cases are written to a temporary folder (~25 MB per case,
+        removed afterwards) and memory-mapped; any format, 2D or 3D, the memory loader's
+        samples exactly. See :mod:`radsurv.segmentation.streaming`.
 
     Returns
     -------
@@ -685,87 +714,88 @@ def train_segmentation(
             bar=_Progress(total=n_models * epochs * steps, enabled=progress),
         )
 
-    if folds is not None:
-        return _train_folds(
-            source,
-            out,
-            folds,
-            config=config,
-            dim=dim,
-            modalities=modalities,
-            modality_dropout=modality_dropout,
-            seed=seed,
-            resume=resume,
-            loader=loader,
-            make_run=make_run,
-            dev=dev,
-            epochs=epochs,
-            deadline=deadline,
-        )
-
-    last_path = last_checkpoint_path(out)
-    resumed: dict[str, Any] | None = None
-    if resume:
-        if not last_path.is_file():
-            raise CheckpointError(
-                f"--resume: no last checkpoint {last_path} to resume from; train without --resume"
+    with ExitStack() as stack:
+        makers = _volume_makers(loader, stack)
+        if folds is not None:
+            return _train_folds(
+                source,
+                out,
+                folds,
+                config=config,
+                dim=dim,
+                modalities=modalities,
+                modality_dropout=modality_dropout,
+                seed=seed,
+                resume=resume,
+                makers=makers,
+                make_run=make_run,
+                dev=dev,
+                epochs=epochs,
+                deadline=deadline,
             )
-        resumed, config = _resumed_config(last_path, config, dim, modalities, modality_dropout)
-        seed = int(resumed["seed"])
 
-    loaders = case_loaders(source)
-    if not loaders:
-        raise SegmentationError("no cases to train on: the manifest/case list is empty")
-    if resumed is not None:
-        train_ids, val_ids = list(resumed["train_cases"]), list(resumed["val_cases"])
-        _check_known(train_ids + val_ids, {ld.case_id for ld in loaders})
-    else:
-        train_ids, val_ids = _split([ld.case_id for ld in loaders], val_fraction, seed)
+        last_path = last_checkpoint_path(out)
+        resumed: dict[str, Any] | None = None
+        if resume:
+            if not last_path.is_file():
+                raise CheckpointError(
+                    f"--resume: no last checkpoint {last_path} to resume from; "
+                    "train without --resume"
+                )
+            resumed, config = _resumed_config(last_path, config, dim, modalities, modality_dropout)
+            seed = int(resumed["seed"])
 
-    def make(case: Case, config: SegmentationConfig, seed: int) -> Any:
-        if loader == "stream" and case.case_id not in val_ids:
-            return stream_volume(case, config, seed)
-        return prepare_volume(case, config, seed)
+        loaders = case_loaders(source)
+        if not loaders:
+            raise SegmentationError("no cases to train on: the manifest/case list is empty")
+        if resumed is not None:
+            train_ids, val_ids = list(resumed["train_cases"]), list(resumed["val_cases"])
+            _check_known(train_ids + val_ids, {ld.case_id for ld in loaders})
+        else:
+            train_ids, val_ids = _split([ld.case_id for ld in loaders], val_fraction, seed)
 
-    # load and check every case once; a case that fails is reported and skipped
-    volumes, skipped, config = _load_volumes(
-        loaders,
-        set(train_ids + val_ids),
-        config,
-        dim,
-        modalities,
-        modality_dropout,
-        dev.type,
-        seed,
-        make,
-    )
-    train_vols = [v for cid, v in volumes.items() if cid not in val_ids]
-    val_vols = [v for cid, v in volumes.items() if cid in val_ids]
-    if not train_vols:
-        raise SegmentationError(
-            f"no usable training case ({len(skipped)} skipped: "
-            + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
-            + ")"
+        def make(case: Case, config: SegmentationConfig, seed: int) -> Any:
+            return (makers[1] if case.case_id in val_ids else makers[0])(case, config, seed)
+
+        # load and check every case once; a case that fails is reported and skipped
+        volumes, skipped, config = _load_volumes(
+            loaders,
+            set(train_ids + val_ids),
+            config,
+            dim,
+            modalities,
+            modality_dropout,
+            dev.type,
+            seed,
+            make,
         )
-    run = make_run(config, seed, 1)
-    if resumed is not None:
-        run.bar.advance("resuming", steps=int(resumed["epoch"]) * run.steps_per_epoch)
-    dataset = _training_dataset(train_vols, config, run.steps_per_epoch * run.batch_size, seed)
-    try:
-        return _fit(
-            run,
-            dataset,
-            val_vols,
-            out,
-            train_ids=[v.case_id for v in train_vols],
-            val_ids=[v.case_id for v in val_vols],
-            skipped=skipped,
-            resumed=resumed,
-            t_begin=t_start,
-            deadline=deadline,
-        )
-    finally:
-        run.bar.close()
+        train_vols = [v for cid, v in volumes.items() if cid not in val_ids]
+        val_vols = [v for cid, v in volumes.items() if cid in val_ids]
+        if not train_vols:
+            raise SegmentationError(
+                f"no usable training case ({len(skipped)} skipped: "
+                + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
+                + ")"
+            )
+        run = make_run(config, seed, 1)
+        if resumed is not None:
+            run.bar.advance("resuming", steps=int(resumed["epoch"]) * run.steps_per_epoch)
+        dataset = _training_dataset(train_vols, config, run.steps_per_epoch * run.batch_size, seed)
+        try:
+            return _fit(
+                run,
+                dataset,
+                val_vols,
+                out,
+                train_ids=[v.case_id for v in train_vols],
+                val_ids=[v.case_id for v in val_vols],
+                skipped=skipped,
+                resumed=resumed,
+                t_begin=t_start,
+                deadline=deadline,
+            )
+        finally:
+            run.bar.close()
 
 
 def _check_known(ids: list[str], known: set[str]) -> None:
@@ -788,7 +818,7 @@ def _train_folds(
     modality_dropout: float | None,
     seed: int,
     resume: bool,
-    loader: str,
+    makers: tuple[VolumeMaker, VolumeMaker],
     make_run: Callable[[SegmentationConfig, int, int], _Run],
     dev: torch.device,
     epochs: int,
@@ -823,9 +853,8 @@ def _train_folds(
     check_folds(folds, len(loaders))
     for payload in resumed.values():
         _check_known(payload["train_cases"] + payload["val_cases"], {ld.case_id for ld in loaders})
-    make = stream_volume if loader == "stream" else prepare_volume
     volumes, skipped, config = _load_volumes(
-        loaders, None, config, dim, modalities, modality_dropout, dev.type, seed, make
+        loaders, None, config, dim, modalities, modality_dropout, dev.type, seed, makers[0]
     )
     usable = list(volumes)
     check_folds(folds, len(usable))
@@ -865,10 +894,18 @@ def _train_folds(
                 run.steps_per_epoch * run.batch_size,
                 seed,
             )
-            if loader == "stream":  # streamed volumes hold no image: load this fold's cases
+            if makers[1] is not makers[0]:  # streamed volumes hold no image: load the cases
                 val_vols = list(
                     _load_volumes(
-                        loaders, set(val_ids), config, dim, modalities, None, dev.type, seed
+                        loaders,
+                        set(val_ids),
+                        config,
+                        dim,
+                        modalities,
+                        None,
+                        dev.type,
+                        seed,
+                        makers[1],
                     )[0].values()
                 )
             else:

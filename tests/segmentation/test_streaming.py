@@ -1,6 +1,8 @@
-"""--loader stream: samples read from Kaggle-pack slice files equal the in-memory ones."""
+"""--loader stream / mmap: samples read on demand equal the in-memory ones."""
 
 from __future__ import annotations
+
+import tempfile
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from radsurv.data.manifest import build_manifest, write_manifest
 from radsurv.errors import ConfigError
 from radsurv.segmentation import load_model, train_segmentation
 from radsurv.segmentation.datasets import RandomPatchDataset, prepare_volume
-from radsurv.segmentation.streaming import StreamingSliceDataset, stream_volume
+from radsurv.segmentation.streaming import StreamingSliceDataset, map_volume, stream_volume
 from radsurv.segmentation.train import EpochSampler, _EpochStream
 
 from .conftest import phantom, tiny_config
@@ -126,3 +128,32 @@ def test_stream_refuses_what_it_cannot_stream(tiny_cases, pack_cases, tmp_path):
         train_segmentation(pack_cases, tmp_path / "m.pt", dim="3d", loader="stream", **FAST)
     with pytest.raises(ConfigError, match="--loader 'disk' unknown"):
         train_segmentation(pack_cases, tmp_path / "m.pt", loader="disk", **FAST)
+
+
+@pytest.mark.parametrize("dim", ["2d", "3d"])
+def test_mapped_samples_equal_in_memory_samples(tiny_cases, tmp_path, dim):
+    config = tiny_config(["flair", "t1gd"], dim=dim)
+    mem = RandomPatchDataset([prepare_volume(c, config) for c in tiny_cases[:2]], config, 8, 2)
+    mapped = [map_volume(c, config, folder=tmp_path) for c in tiny_cases[:2]]
+    mm = RandomPatchDataset(mapped, config, 8, 2)
+    for i in range(8):
+        (xm, ym), (xs, ys) = mem[i], mm[i]
+        assert torch.equal(xm, xs) and torch.equal(ym, ys)
+    assert isinstance(mapped[0].image, np.memmap)
+
+
+def test_mmap_training_removes_its_copies(tiny_cases, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    result = train_segmentation(
+        tiny_cases[:3],
+        tmp_path / "m.pt",
+        config=tiny_config(["flair", "t1gd"], dim="3d"),
+        epochs=1,
+        folds=2,
+        loader="mmap",
+        **{**FAST, "batch_size": 1, "steps_per_epoch": 1},
+    )
+    assert all(np.isfinite(m.best_metric) for m in result.members)
+    assert list(scratch.iterdir()) == []
