@@ -9,16 +9,14 @@ are drawn from generators seeded by (seed, epoch, index), not from a stream).
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from monai.metrics import DiceMetric
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from radsurv.data.case import Case
-from radsurv.errors import ConfigError, RadsurvError, SegmentationError
+from radsurv.errors import ConfigError, SegmentationError
 from radsurv.segmentation.checkpoint import (
     CheckpointError,
     last_checkpoint_path,
@@ -38,7 +36,7 @@ from radsurv.segmentation.checkpoint import (
     save_checkpoint,
 )
 from radsurv.segmentation.config import REGION_OUTPUTS, SegmentationConfig
-from radsurv.segmentation.datasets import PreparedVolume, RandomPatchDataset, prepare_volume
+from radsurv.segmentation.datasets import PreparedVolume, RandomPatchDataset
 from radsurv.segmentation.device import (
     autocast,
     configure_cpu_threads,
@@ -52,14 +50,19 @@ from radsurv.segmentation.ensemble import (
     write_ensemble_index,
 )
 from radsurv.segmentation.inference import infer_probabilities
+from radsurv.segmentation.loading import (
+    LOADERS,
+    VolumeMaker,
+    load_volumes,
+    volume_makers,
+    with_dropout,
+)
 from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.preprocess import labels_to_regions, regions_to_labels
-from radsurv.segmentation.sources import CaseLoader, CaseSource, case_loaders
+from radsurv.segmentation.sources import CaseSource, case_loaders
 from radsurv.segmentation.streaming import (
     StreamingSliceDataset,
     StreamVolume,
-    map_volume,
-    stream_volume,
 )
 
 logger = logging.getLogger(__name__)
@@ -189,27 +192,6 @@ class _EpochStream(_EpochIndexed, StreamingSliceDataset):
     pass
 
 
-LOADERS: tuple[str, ...] = ("memory", "stream", "mmap")
-VolumeMaker = Callable[[Case, SegmentationConfig, int], Any]
-
-
-def _volume_makers(loader: str, stack: ExitStack) -> tuple[VolumeMaker, VolumeMaker]:
-    """How training and validation cases are kept for ``loader``.
-
-    ``memory``: prepared in memory. ``stream``: training cases as :class:`StreamVolume`
-    (statistics only), validation cases in memory. ``mmap``: both written to a temporary
-    folder (removed when ``stack`` closes) and memory-mapped.
-    """
-    if loader == "stream":
-        return stream_volume, prepare_volume
-    if loader == "mmap":
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="radsurv-train-")))
-        logger.info("memory-mapped training copies in %s", folder)
-        mapped = functools.partial(map_volume, folder=folder)
-        return mapped, mapped
-    return prepare_volume, prepare_volume
-
-
 def _training_dataset(
     volumes: list[Any], config: SegmentationConfig, samples: int, seed: int
 ) -> Dataset:
@@ -319,57 +301,6 @@ def _resumed_config(
             f"the options ask for {modality_dropout}. Drop the option or train a new model."
         )
     return resumed, saved
-
-
-def _with_dropout(config: SegmentationConfig, modality_dropout: float | None) -> SegmentationConfig:
-    if modality_dropout is None or modality_dropout == config.modality_dropout:
-        return config
-    return replace(config, modality_dropout=float(modality_dropout)).validate()
-
-
-def _load_volumes(
-    loaders: list[CaseLoader],
-    wanted: set[str] | None,
-    config: SegmentationConfig | None,
-    dim: str | None,
-    modalities: list[str] | None,
-    modality_dropout: float | None,
-    device_type: str,
-    seed: int,
-    make: Callable[[Case, SegmentationConfig, int], Any] = prepare_volume,
-) -> tuple[dict[str, Any], dict[str, str], SegmentationConfig]:
-    """Load and check the ``wanted`` cases (all when None) once; report those that fail.
-
-    Returns ``make(case, config, seed)`` of each usable case by case id (in loader order;
-    :func:`prepare_volume` by default, :func:`stream_volume` for streaming), the skipped cases
-    with their reasons and the config (built from the first case's modalities when ``config``
-    is None).
-    """
-    volumes: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
-    for ld in loaders:
-        if wanted is not None and ld.case_id not in wanted:
-            continue
-        try:
-            case = ld.load()
-            if config is None:  # modalities default to those of the first case
-                mods = list(modalities) if modalities else case.modalities
-                config = _with_dropout(
-                    SegmentationConfig.default(dim or "2d", mods, device_type), modality_dropout
-                )
-            volumes[ld.case_id] = make(case, config, seed)
-        except ConfigError:
-            raise
-        except RadsurvError as exc:
-            skipped[ld.case_id] = str(exc)
-            logger.warning("skipping case %s: %s", ld.case_id, exc)
-    if not volumes or config is None:
-        raise SegmentationError(
-            f"no usable training case ({len(skipped)} skipped: "
-            + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
-            + ")"
-        )
-    return volumes, skipped, config
 
 
 def _configure_device(device: str | torch.device) -> torch.device:
@@ -691,7 +622,7 @@ def train_segmentation(
     if loader == "stream" and "3d" in (dim, config.dim if config else None):
         raise ConfigError("--loader stream draws 2D slices; a 3d model needs --loader memory")
     if config is not None:
-        config = _with_dropout(config, modality_dropout)
+        config = with_dropout(config, modality_dropout)
     dev = _configure_device(device)
     if num_workers is None:  # workers only pay off when a GPU waits; on CPU they compete
         num_workers = min(8, max(1, len(os.sched_getaffinity(0)) - 1)) if dev.type == "cuda" else 0
@@ -715,7 +646,7 @@ def train_segmentation(
         )
 
     with ExitStack() as stack:
-        makers = _volume_makers(loader, stack)
+        makers = volume_makers(loader, stack)
         if folds is not None:
             return _train_folds(
                 source,
@@ -728,6 +659,7 @@ def train_segmentation(
                 seed=seed,
                 resume=resume,
                 makers=makers,
+                workers=num_workers,
                 make_run=make_run,
                 dev=dev,
                 epochs=epochs,
@@ -758,7 +690,7 @@ def train_segmentation(
             return (makers[1] if case.case_id in val_ids else makers[0])(case, config, seed)
 
         # load and check every case once; a case that fails is reported and skipped
-        volumes, skipped, config = _load_volumes(
+        volumes, skipped, config = load_volumes(
             loaders,
             set(train_ids + val_ids),
             config,
@@ -768,6 +700,7 @@ def train_segmentation(
             dev.type,
             seed,
             make,
+            workers=num_workers,
         )
         train_vols = [v for cid, v in volumes.items() if cid not in val_ids]
         val_vols = [v for cid, v in volumes.items() if cid in val_ids]
@@ -819,6 +752,7 @@ def _train_folds(
     seed: int,
     resume: bool,
     makers: tuple[VolumeMaker, VolumeMaker],
+    workers: int,
     make_run: Callable[[SegmentationConfig, int, int], _Run],
     dev: torch.device,
     epochs: int,
@@ -853,8 +787,17 @@ def _train_folds(
     check_folds(folds, len(loaders))
     for payload in resumed.values():
         _check_known(payload["train_cases"] + payload["val_cases"], {ld.case_id for ld in loaders})
-    volumes, skipped, config = _load_volumes(
-        loaders, None, config, dim, modalities, modality_dropout, dev.type, seed, makers[0]
+    volumes, skipped, config = load_volumes(
+        loaders,
+        None,
+        config,
+        dim,
+        modalities,
+        modality_dropout,
+        dev.type,
+        seed,
+        makers[0],
+        workers=workers,
     )
     usable = list(volumes)
     check_folds(folds, len(usable))
@@ -896,7 +839,7 @@ def _train_folds(
             )
             if makers[1] is not makers[0]:  # streamed volumes hold no image: load the cases
                 val_vols = list(
-                    _load_volumes(
+                    load_volumes(
                         loaders,
                         set(val_ids),
                         config,
@@ -906,6 +849,7 @@ def _train_folds(
                         dev.type,
                         seed,
                         makers[1],
+                        workers=workers,
                     )[0].values()
                 )
             else:

@@ -157,3 +157,28 @@ def test_mmap_training_removes_its_copies(tiny_cases, tmp_path, monkeypatch):
     )
     assert all(np.isfinite(m.best_metric) for m in result.members)
     assert list(scratch.iterdir()) == []
+
+
+def test_parallel_loading_equals_loading_in_process(pack_cases, tiny_cases, nan_case, tmp_path):
+    from radsurv.segmentation.loading import load_volumes
+    from radsurv.segmentation.sources import case_loaders
+
+    config = tiny_config(["flair", "t1gd"])
+    write_kaggle_volume(nan_case, tmp_path, 9, standardise=False)  # a pack volume with NaN
+    bad = ("BraTS20_Training_009", lambda: read_volume(scan_pack(tmp_path)[bad[0]]))
+    cases = case_loaders([*pack_cases[:2], bad, pack_cases[2]])
+    runs = [
+        load_volumes(cases, None, config, None, None, None, "cpu", 0, stream_volume, workers=w)
+        for w in (0, 2)
+    ]
+    (v0, s0, _), (v2, s2, _) = runs
+    assert list(v0) == list(v2) == [c.case_id for c in pack_cases]
+    assert s0 == s2 and "NaN" in s0["BraTS20_Training_009"]
+    for a, b in zip(v0.values(), v2.values(), strict=True):
+        assert a.files == b.files and a.box == b.box
+        np.testing.assert_array_equal(a.mean, b.mean)
+        np.testing.assert_array_equal(a.head_voxels, b.head_voxels)
+    with pytest.raises(ConfigError, match="--loader memory"):  # stops, even from a worker
+        load_volumes(
+            case_loaders(tiny_cases[:3]), None, config, None, None, None, "cpu", 0, stream_volume, 2
+        )
