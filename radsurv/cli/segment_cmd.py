@@ -76,29 +76,31 @@ def train(
     ),
 ) -> None:
     """Train a segmentation model on the manifest's labelled cases."""
+    from radsurv.cli.progress import progress_display
     from radsurv.data.labels import parse_modalities
     from radsurv.segmentation import train_segmentation
 
-    result = train_segmentation(
-        manifest,
-        out,
-        dim=dim,
-        modalities=parse_modalities(modalities),
-        epochs=epochs,
-        time_limit=time_limit,
-        device=device,
-        val_fraction=val_fraction,
-        seed=seed,
-        resume=resume,
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        lr=lr,
-        progress=progress,
-        folds=folds,
-        modality_dropout=modality_dropout,
-        loader=loader,
-        num_workers=num_workers,
-    )
+    with progress_display("training", progress) as callback:
+        result = train_segmentation(
+            manifest,
+            out,
+            dim=dim,
+            modalities=parse_modalities(modalities),
+            epochs=epochs,
+            time_limit=time_limit,
+            device=device,
+            val_fraction=val_fraction,
+            seed=seed,
+            resume=resume,
+            batch_size=batch_size,
+            steps_per_epoch=steps_per_epoch,
+            lr=lr,
+            progress=callback,
+            folds=folds,
+            modality_dropout=modality_dropout,
+            loader=loader,
+            num_workers=num_workers,
+        )
     stop = " (time limit reached)" if result.stopped_by_time else ""
     if folds is not None:
         for k, member in enumerate(result.members, start=1):

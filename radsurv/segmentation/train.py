@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -229,36 +228,27 @@ def validate(
     return dict(zip(REGION_OUTPUTS, (float(s) for s in scores), strict=True))
 
 
+ProgressCallback = Callable[[int, int, str], None]
+
+
 class _Progress:
-    """A rich progress bar on a terminal, log lines otherwise."""
+    """Counts training steps and reports them as ``callback(done, total, phase)``.
 
-    def __init__(self, total: int, enabled: bool | None) -> None:
-        self.bar = None
-        if enabled is None:
-            enabled = sys.stderr.isatty()
-        if enabled:
-            try:
-                from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    The library draws nothing: the CLI turns the callback into a bar (or log lines).
+    """
 
-                self.bar = Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(),
-                    transient=False,
-                )
-                self.task = self.bar.add_task("training", total=total)
-                self.bar.start()
-            except ImportError:  # rich is optional for radsurv.segmentation
-                self.bar = None
+    def __init__(self, total: int, callback: ProgressCallback | None) -> None:
+        self.total = total
+        self.done = 0
+        self.callback = callback
 
-    def advance(self, text: str, steps: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=steps, description=text)
+    def advance(self, phase: str, steps: int = 1) -> None:
+        self.done += steps
+        if self.callback is not None and steps:
+            self.callback(self.done, self.total, phase)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        pass
 
 
 def _defaults(config: SegmentationConfig, device: torch.device) -> tuple[int, int]:
@@ -448,7 +438,7 @@ def _fit(
                 optimizer.step()
             losses.append(float(loss.detach()))
             train_dice((logits.detach() > 0).float(), y)
-            bar.advance(f"{label}epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f}")
+            bar.advance(label.rstrip(": ") or "steps")
             if time.monotonic() + val_seconds > deadline:
                 stopped_by_time = True
                 break
@@ -483,7 +473,6 @@ def _fit(
             f"{label}epoch {epoch + 1}/{epochs} loss {record['loss']:.4f} train Dice "
             f"{record['train_dice']:.3f}{val_text} ({record['seconds']:.1f} s)"
         )
-        bar.advance(msg, steps=0)
         logger.info(msg)
         if stopped_by_time:
             break
@@ -540,7 +529,7 @@ def train_segmentation(
     lr: float = 3e-3,
     num_workers: int | None = None,
     amp: bool = True,
-    progress: bool | None = None,
+    progress: ProgressCallback | bool | None = None,
     folds: int | None = None,
     modality_dropout: float | None = None,
     loader: str = "memory",
@@ -579,6 +568,11 @@ def train_segmentation(
     resume
         Continue from ``model.last.pt`` (same config, split and seed) up to ``epochs``. With
         ``folds``, continue each unfinished fold and train the folds not started yet.
+    progress
+        Called as ``progress(done_steps, total_steps, phase)`` after each training step
+        (``phase``: ``"steps"``, or ``"fold k/K"`` for an ensemble); the CLI draws a bar with
+        it. The library itself draws nothing (``True``/``False``/``None``: no callback); each
+        epoch's summary is logged.
     folds
         Train a K-fold ensemble (K >= 2, at most the number of usable cases): model k learns
         from every fold but k and is validated on fold k; the folds are assigned
@@ -642,7 +636,7 @@ def train_segmentation(
             amp=amp,
             seed=seed,
             time_limit=time_limit,
-            bar=_Progress(total=n_models * epochs * steps, enabled=progress),
+            bar=_Progress(n_models * epochs * steps, progress if callable(progress) else None),
         )
 
     with ExitStack() as stack:
@@ -712,7 +706,7 @@ def train_segmentation(
             )
         run = make_run(config, seed, 1)
         if resumed is not None:
-            run.bar.advance("resuming", steps=int(resumed["epoch"]) * run.steps_per_epoch)
+            run.bar.advance("steps", steps=int(resumed["epoch"]) * run.steps_per_epoch)
         dataset = _training_dataset(train_vols, config, run.steps_per_epoch * run.batch_size, seed)
         try:
             return _fit(
@@ -821,7 +815,7 @@ def _train_folds(
                 val_ids = [c for c in payload["val_cases"] if c in volumes]
                 train_ids = [c for c in payload["train_cases"] if c in volumes]
                 done = int(payload["epoch"]) * run.steps_per_epoch
-                run.bar.advance(label + "resuming", steps=done)
+                run.bar.advance(label.rstrip(": "), steps=done)
             else:
                 val_ids = assignment[k]
                 train_ids = [c for c in usable if c not in val_ids]

@@ -44,9 +44,18 @@ def _weights(path):
 def test_folds_write_k_members_and_the_index(tiny_cases, tmp_path):
     out = tmp_path / "ens" / "model.pt"
     cases = tiny_cases[:3]
+    calls = []
     result = train_segmentation(
-        cases, out, config=tiny_config(["flair", "t1gd"]), epochs=1, folds=2, seed=3, **FAST
+        cases,
+        out,
+        config=tiny_config(["flair", "t1gd"]),
+        epochs=1,
+        folds=2,
+        seed=3,
+        **{**FAST, "progress": lambda done, total, phase: calls.append((done, total, phase))},
     )
+    # one progress report per step: 2 folds x 1 epoch x 2 steps
+    assert calls == [(1, 4, "fold 1/2"), (2, 4, "fold 1/2"), (3, 4, "fold 2/2"), (4, 4, "fold 2/2")]
     ids = [c.case_id for c in cases]
     assert result.index_path == out and result.folds == 2
     assert result.member_paths == [out.parent / "model.fold1.pt", out.parent / "model.fold2.pt"]

@@ -109,7 +109,7 @@ def test_training_streams_a_pack_manifest(pack, tmp_path):
     res = CliRunner().invoke(
         app,
         ["segment", "train", "-m", str(manifest), "-o", str(tmp_path / "e.pt"), "--folds", "2"]
-        + ["--loader", "stream", "--no-progress", *args.split()],
+        + ["--loader", "stream", "--progress", *args.split()],
     )
     assert res.exit_code == 0, res.output
     assert "2-fold ensemble index" in res.output
