@@ -140,7 +140,7 @@ def pack_slice_files(case: Case) -> tuple[list[str], tuple[str, ...]]:
     if prov.get("format") not in ("kaggle_hdf5", "kaggle") or not prov.get("source"):
         raise ConfigError(
             f"case {case.case_id}: --loader stream reads Kaggle-pack slice files, but this case "
-            f"is {prov.get('format') or 'not from the pack'}; use --loader memory"
+            f"is {prov.get('format') or 'not from the pack'}; use --loader memory or mmap"
         )
     try:
         volume, n_slices = int(prov["volume"]), int(prov["n_slices"])
@@ -148,7 +148,7 @@ def pack_slice_files(case: Case) -> tuple[list[str], tuple[str, ...]]:
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(
             f"case {case.case_id}: its provenance lacks the pack volume details ({exc}); "
-            "use --loader memory"
+            "use --loader memory or mmap"
         ) from exc
     folder = Path(prov["source"])
     return [str(folder / slice_filename(volume, z)) for z in range(n_slices)], order
@@ -212,7 +212,8 @@ class StreamingSliceDataset(RandomPatchDataset):
     ) -> None:
         if config.dim != "2d":
             raise ConfigError(
-                f"--loader stream draws 2D slices; a {config.dim} model needs --loader memory"
+                f"--loader stream draws 2D slices; a {config.dim} model needs --loader memory "
+                "or mmap"
             )
         super().__init__(volumes, config, samples_per_epoch, seed, tumour_fraction, augment)  # type: ignore[arg-type]
 

@@ -612,9 +612,13 @@ def train_segmentation(
     if folds is not None:
         check_folds(folds, max(folds, 2))  # the count of cases is checked once they are known
     if loader not in LOADERS:
-        raise ConfigError(f"--loader {loader!r} unknown; choose {' or '.join(LOADERS)}")
+        raise ConfigError(
+            f"--loader {loader!r} unknown; choose {', '.join(LOADERS[:-1])} or {LOADERS[-1]}"
+        )
     if loader == "stream" and "3d" in (dim, config.dim if config else None):
-        raise ConfigError("--loader stream draws 2D slices; a 3d model needs --loader memory")
+        raise ConfigError(
+            "--loader stream draws 2D slices; a 3d model needs --loader memory or mmap"
+        )
     if config is not None:
         config = with_dropout(config, modality_dropout)
     dev = _configure_device(device)

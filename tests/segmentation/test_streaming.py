@@ -126,7 +126,7 @@ def test_stream_refuses_what_it_cannot_stream(tiny_cases, pack_cases, tmp_path):
         )
     with pytest.raises(ConfigError, match="3d model needs --loader memory"):
         train_segmentation(pack_cases, tmp_path / "m.pt", dim="3d", loader="stream", **FAST)
-    with pytest.raises(ConfigError, match="--loader 'disk' unknown"):
+    with pytest.raises(ConfigError, match="--loader 'disk' unknown; choose memory, stream or mmap"):
         train_segmentation(pack_cases, tmp_path / "m.pt", loader="disk", **FAST)
 
 
