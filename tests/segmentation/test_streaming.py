@@ -182,3 +182,36 @@ def test_parallel_loading_equals_loading_in_process(pack_cases, tiny_cases, nan_
         load_volumes(
             case_loaders(tiny_cases[:3]), None, config, None, None, None, "cpu", 0, stream_volume, 2
         )
+
+
+def test_streaming_a_real_case_written_as_a_pack(shared_data, tmp_path):
+    """A real TCGA glioma (int16 intensities, real head shape) through write_kaggle_volume:
+    streamed slices equal the memory loader's (20 full-size slices through the tumour)."""
+    from radsurv.data.case import Case
+    from radsurv.data.nifti import read_nifti_case
+
+    folder = shared_data / "brainles_tcga" / "TCGA-FG-6692"
+    real = read_nifti_case(
+        folder,
+        modality_patterns={
+            m: f"*_{s}.nii.gz"
+            for m, s in zip(
+                ("flair", "t1", "t1gd", "t2"), ("flair", "t1", "t1c", "t2"), strict=True
+            )
+        },
+        seg_pattern="segmentations/fusion-mav.nii.gz",
+        label_convention="brats2020",
+    )
+    z = int(np.argwhere(real.labels > 0)[:, 0].mean())
+    slab = slice(z - 10, z + 10)
+    case = Case("real", {m: a[slab] for m, a in real.images.items()}, real.labels[slab].copy())
+    write_kaggle_volume(case, tmp_path, 1)
+    packed = read_volume(scan_pack(tmp_path)["BraTS20_Training_001"])
+    config = tiny_config(["t1gd", "flair"])
+    mem = prepare_volume(packed, config, seed=0)
+    st = stream_volume(packed, config, seed=0)
+    assert mem.regions[2].any()  # the slab holds enhancing tumour
+    for zz in range(mem.image.shape[1]):
+        x, regions = st.read_slice(zz)
+        np.testing.assert_array_equal(x.astype(np.float16), mem.image[:, zz])
+        np.testing.assert_array_equal(regions, mem.regions[:, zz])
