@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -113,7 +116,11 @@ def test_time_limit_is_shared_by_the_folds(tiny_cases, tmp_path):
     assert all(p.is_file() for p in result.member_paths)
 
 
-def test_folds_work_with_the_3d_segresnet(tiny_cases, tmp_path):
+def test_folds_work_with_the_3d_segresnet(tiny_cases, tmp_path, monkeypatch):
+    # with the mmap loader, whose temporary copies are removed afterwards
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = tmp_path / "m3d.pt"
     result = train_segmentation(
         tiny_cases[:2],
@@ -121,6 +128,7 @@ def test_folds_work_with_the_3d_segresnet(tiny_cases, tmp_path):
         config=tiny_config(["flair", "t2"], dim="3d"),
         epochs=1,
         folds=2,
+        loader="mmap",
         batch_size=1,
         steps_per_epoch=1,
         progress=False,
@@ -129,6 +137,8 @@ def test_folds_work_with_the_3d_segresnet(tiny_cases, tmp_path):
     assert torch.load(out, weights_only=True)["config"]["dim"] == "3d"
     for path in result.member_paths:
         assert load_model(path, device="cpu").config.dim == "3d"
+    assert all(np.isfinite(m.best_metric) for m in result.members)
+    assert list(scratch.iterdir()) == []
 
 
 def test_bad_fold_counts_are_refused(tiny_cases, tmp_path):

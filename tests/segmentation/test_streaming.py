@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-
 import numpy as np
 import pytest
 import torch
@@ -140,23 +138,6 @@ def test_mapped_samples_equal_in_memory_samples(tiny_cases, tmp_path, dim):
         (xm, ym), (xs, ys) = mem[i], mm[i]
         assert torch.equal(xm, xs) and torch.equal(ym, ys)
     assert isinstance(mapped[0].image, np.memmap)
-
-
-def test_mmap_training_removes_its_copies(tiny_cases, tmp_path, monkeypatch):
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    result = train_segmentation(
-        tiny_cases[:3],
-        tmp_path / "m.pt",
-        config=tiny_config(["flair", "t1gd"], dim="3d"),
-        epochs=1,
-        folds=2,
-        loader="mmap",
-        **{**FAST, "batch_size": 1, "steps_per_epoch": 1},
-    )
-    assert all(np.isfinite(m.best_metric) for m in result.members)
-    assert list(scratch.iterdir()) == []
 
 
 def test_parallel_loading_equals_loading_in_process(pack_cases, tiny_cases, nan_case, tmp_path):
