@@ -41,19 +41,25 @@ class PreparedVolume:
     head_voxels: np.ndarray  # (n, 3) indices of head voxels (subsampled)
 
 
-def prepare_volume(case: Case, config: SegmentationConfig, seed: int = 0) -> PreparedVolume:
-    """Normalise ``case`` for training, crop it to the head (+4 voxels) and index its voxels."""
-    from radsurv.errors import SegmentationError
+@dataclass
+class VolumeIndex:
+    """Where a training volume's samples come from: its head box and candidate centres."""
 
-    if case.labels is None:
-        raise SegmentationError(
-            f"case {case.case_id}: has no label mask, so it cannot be used for training"
-        )
-    image = case_input(case, config)
-    head = foreground_mask(image) | (case.labels > 0)
+    box: tuple[slice, ...]  # (z, y, x) head box (+4 voxels) in the case's array
+    regions: np.ndarray  # uint8 (3, z, y, x) WT, TC, ET inside the box
+    tumour_voxels: np.ndarray  # (n, 3) z, y, x of WT voxels, box coordinates (subsampled)
+    head_voxels: np.ndarray  # (n, 3) head voxels, box coordinates (subsampled)
+
+
+def index_volume(image: np.ndarray, labels: np.ndarray, seed: int = 0) -> VolumeIndex:
+    """Head box (+4 voxels) of a normalised (C, z, y, x) ``image`` and its candidate centres.
+
+    At most :data:`MAX_CENTRES` tumour and head voxels are kept, drawn with a generator seeded
+    by ``seed``.
+    """
+    head = foreground_mask(image) | (labels > 0)
     box = bounding_box(head, margin=4)
-    image = image[(slice(None), *box)]
-    regions = labels_to_regions(case.labels[box])
+    regions = labels_to_regions(labels[box])
     head = head[box]
     rng = np.random.default_rng([seed, 7919])
 
@@ -63,13 +69,36 @@ def prepare_volume(case: Case, config: SegmentationConfig, seed: int = 0) -> Pre
             idx = idx[rng.choice(len(idx), MAX_CENTRES, replace=False)]
         return idx.astype(np.int32)
 
-    return PreparedVolume(
-        case_id=case.case_id,
-        image=image.astype(np.float16),
+    return VolumeIndex(
+        box=box,
         regions=regions,
-        spacing=case.spacing,
         tumour_voxels=_subsample(regions[0] > 0),
         head_voxels=_subsample(head),
+    )
+
+
+def training_input(case: Case, config: SegmentationConfig) -> np.ndarray:
+    """:func:`case_input` of a case that must have a label mask (else a clear error)."""
+    from radsurv.errors import SegmentationError
+
+    if case.labels is None:
+        raise SegmentationError(
+            f"case {case.case_id}: has no label mask, so it cannot be used for training"
+        )
+    return case_input(case, config)
+
+
+def prepare_volume(case: Case, config: SegmentationConfig, seed: int = 0) -> PreparedVolume:
+    """Normalise ``case`` for training, crop it to the head (+4 voxels) and index its voxels."""
+    image = training_input(case, config)
+    index = index_volume(image, case.labels, seed)
+    return PreparedVolume(
+        case_id=case.case_id,
+        image=image[(slice(None), *index.box)].astype(np.float16),
+        regions=index.regions,
+        spacing=case.spacing,
+        tumour_voxels=index.tumour_voxels,
+        head_voxels=index.head_voxels,
     )
 
 
@@ -87,13 +116,40 @@ def _crop(array: np.ndarray, starts: list[int], size: list[int]) -> np.ndarray:
     return out
 
 
+def drop_modalities(
+    x: np.ndarray, p: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero each channel (axis 0) of ``x`` with probability ``p``, never all of them.
+
+    When every channel is drawn for dropping, one of them, chosen at random, is kept, so the
+    rate per channel is ``p - p**C / C`` for ``C`` channels (0.484 for p = 0.5, C = 4).
+    A dropped channel becomes exactly 0: what a missing modality is filled with at prediction.
+
+    Returns
+    -------
+    (x, dropped)
+        The sample (a new array when something was dropped) and the boolean mask of dropped
+        channels.
+    """
+    n = x.shape[0]
+    dropped = rng.random(n) < p
+    if dropped.all():
+        dropped[int(rng.integers(n))] = False
+    if dropped.any():
+        x = x.copy()
+        x[dropped] = 0
+    return x, dropped
+
+
 class RandomPatchDataset(Dataset):
     """Random training samples: axial slices cropped to ``patch_size`` (2D) or 3D patches.
 
     A fraction ``tumour_fraction`` (0.6) of samples is centred (with jitter) on a tumour voxel,
     the rest on a random head voxel, so small tumours are seen often enough. Augmentation:
     random flips on every spatial axis of the sample, per-channel intensity scale (x0.9-1.1)
-    and shift (+-0.1 sd).
+    and shift (+-0.1 sd). Then, with ``config.modality_dropout`` > 0, whole channels are
+    zeroed (:func:`drop_modalities`), drawn from a generator of their own so the patch and
+    its augmentation are the same as without dropout.
 
     Parameters
     ----------
@@ -131,6 +187,17 @@ class RandomPatchDataset(Dataset):
     def __len__(self) -> int:
         return self.samples_per_epoch
 
+    def _patch(
+        self, vol: PreparedVolume, z: int, starts: list[int], size: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Image (C, h, w) and regions (3, h, w) of the 2D patch at ``starts`` (box coordinates,
+        may reach beyond the box: zero padding) of axial slice ``z``."""
+        return _crop(vol.image[:, z], starts, size), _crop(vol.regions[:, z], starts, size)
+
+    def _whole(self, vol: PreparedVolume) -> tuple[np.ndarray, np.ndarray]:
+        """Image (C, z, y, x) and regions (3, z, y, x) of the whole (head-cropped) volume."""
+        return vol.image, vol.regions
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         vol = self.volumes[int(rng.integers(len(self.volumes)))]
@@ -138,19 +205,20 @@ class RandomPatchDataset(Dataset):
         centres = vol.tumour_voxels if use_tumour else vol.head_voxels
         centre = centres[int(rng.integers(len(centres)))]
         size = list(self.config.patch_size)
+        z = int(centre[0])
         if self.config.dim == "2d":
-            z = int(centre[0])
-            image, regions = vol.image[:, z], vol.regions[:, z]
             centre = centre[1:]
-        else:
-            image, regions = vol.image, vol.regions
         # jitter so the tumour is not always in the middle of the patch
         starts = [
             int(c) - n // 2 + int(rng.integers(-n // 4, n // 4 + 1))
             for c, n in zip(centre, size, strict=True)
         ]
-        x = _crop(image, starts, size).astype(np.float32)
-        y = _crop(regions, starts, size).astype(np.float32)
+        if self.config.dim == "2d":
+            x, y = self._patch(vol, z, starts, size)
+        else:
+            image, regions = self._whole(vol)
+            x, y = _crop(image, starts, size), _crop(regions, starts, size)
+        x, y = x.astype(np.float32), y.astype(np.float32)
         if self.augment:
             for axis in range(1, x.ndim):
                 if rng.random() < 0.5:
@@ -158,4 +226,7 @@ class RandomPatchDataset(Dataset):
             scale = rng.uniform(0.9, 1.1, size=(x.shape[0],) + (1,) * (x.ndim - 1))
             shift = rng.uniform(-0.1, 0.1, size=scale.shape)
             x = x * scale.astype(np.float32) + shift.astype(np.float32)
+        if self.augment and self.config.modality_dropout > 0:
+            drop_rng = np.random.default_rng([self.seed, self.epoch, index, 2])
+            x, _ = drop_modalities(x, self.config.modality_dropout, drop_rng)
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))

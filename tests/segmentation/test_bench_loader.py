@@ -1,0 +1,27 @@
+"""bench/bench_loader.py --quick runs and reports every loader against the h5py baseline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_loader_quick(tmp_path):
+    path = ROOT / "bench" / "bench_loader.py"
+    spec = importlib.util.spec_from_file_location("bench_loader", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        result = bench.main(["--quick", "--json", str(tmp_path / "r.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((tmp_path / "r.json").read_text()) == result
+    assert set(result["slices_per_s"]) == {"baseline", "stream", "mmap", "memory", "plain_workers"}
+    assert all(v > 0 for v in result["slices_per_s"].values())
+    assert result["samples"] == 64 and result["workers"] == 2
