@@ -17,12 +17,21 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+#: Modules the fork server imports once, so that workers start warm (pandas, h5py, the formats).
+_PRELOAD = ["radsurv.data.manifest", "radsurv.data.check"]
+
+
 def _pool(jobs: int) -> cf.ProcessPoolExecutor:
     import multiprocessing as mp
 
     methods = mp.get_all_start_methods()
-    # never fork: the parent may run threads (h5py, ITK) that a forked child would inherit
-    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # never fork: the parent may run threads (ITK) that a forked child would inherit
+    method = "forkserver" if "forkserver" in methods else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        # takes effect when this process starts its fork server (once); a server started
+        # earlier (e.g. by the feature runner) serves as it is
+        ctx.set_forkserver_preload(_PRELOAD)
     return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
 
 

@@ -82,9 +82,7 @@ def test_write_detect_list_read_back(fmt: DataFormat, case: Case, tmp_path: Path
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS, ids=lambda f: f.name)
-def test_manifest_row_reads_back_the_same_case(
-    fmt: DataFormat, case: Case, tmp_path: Path
-) -> None:
+def test_manifest_row_reads_back_the_same_case(fmt: DataFormat, case: Case, tmp_path: Path) -> None:
     dst = _write(fmt, case, tmp_path / "ds")
     df = build_manifest(dst, relative_to=tmp_path, find_tables=False)
     assert list(df["case_id"]) == [CASE_ID]
@@ -131,9 +129,12 @@ def test_kaggle_hdf5_is_an_alias_in_older_manifests(case: Case, tmp_path: Path) 
     manifest = Manifest.read(path)
     assert set(manifest.table["format"]) == {"kaggle"}
     _same(case, manifest.load_case(CASE_ID))
-    assert build_manifest(dst, fmt="kaggle_hdf5", relative_to=tmp_path, checksum=False).iloc[0][
-        "format"
-    ] == "kaggle"
+    assert (
+        build_manifest(dst, fmt="kaggle_hdf5", relative_to=tmp_path, checksum=False).iloc[0][
+            "format"
+        ]
+        == "kaggle"
+    )
 
 
 def test_case_source_of_a_case_and_of_a_pair(case: Case) -> None:
