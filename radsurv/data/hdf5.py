@@ -520,6 +520,17 @@ class _Assembly:
         self.on_problem(exc)
 
 
+def missing_slices(pack_volume: PackVolume) -> tuple[list[int], int]:
+    """The slice numbers a volume lacks and the slice count it should have.
+
+    The count is one past the highest slice file, or the count ``meta_data.csv`` lists when
+    larger (trailing slices missing).
+    """
+    files = pack_volume.files
+    top = max(max(files) + 1 if files else 0, pack_volume.expected_slices or 0)
+    return [s for s in range(top) if s not in files], top
+
+
 def _check_listing(asm: _Assembly) -> list[int]:
     """Report duplicate and missing slice numbers; return the slice numbers to read."""
     pv = asm.pack_volume
@@ -532,8 +543,7 @@ def _check_listing(asm: _Assembly) -> list[int]:
     if not pv.files:
         asm.problem(PackError(where, f"empty volume: volume {pv.volume} has no slice files"))
         return []
-    top = max(max(pv.files) + 1, pv.expected_slices or 0)
-    missing = [s for s in range(top) if s not in pv.files]
+    missing, top = missing_slices(pv)
     if missing:
         shown = ", ".join(str(s) for s in missing[:10]) + (" ..." if len(missing) > 10 else "")
         first = where / slice_filename(pv.volume, missing[0])

@@ -201,5 +201,16 @@ class DataFormat(ABC):
         return DatasetWriter(self, dst, channel_order)
 
     @abstractmethod
+    def hash_file(self, h: Any, path: Path) -> None:
+        """Feed one file's content to the hash ``h`` (independent of how it is stored)."""
+
     def checksum(self, files: Sequence[Path]) -> str:
-        """Deterministic ``sha256:<hex>`` of a case's content (never of mtimes or paths)."""
+        """Deterministic ``sha256:<hex>`` of a case's content (never of mtimes or paths): each
+        file's name and :meth:`hash_file` content, in the order given."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for path in files:
+            h.update(f"{Path(path).name}\n".encode())
+            self.hash_file(h, Path(path))
+        return "sha256:" + h.hexdigest()

@@ -25,6 +25,7 @@ from radsurv.data.hdf5 import (
     find_slice_dir,
     find_slice_dirs,
     meta_data_rows,
+    missing_slices,
     parse_channel_order,
     read_volume,
     scan_pack,
@@ -191,11 +192,12 @@ class KaggleHDF5Format(DataFormat):
         pack_volume: PackVolume = entry.ref
         order = list(parse_channel_order(options.channel_order))
         files = list(pack_volume.files.values())
-        slices = sorted(pack_volume.files)
-        gaps = sorted(set(range(slices[-1] + 1)) - set(slices)) if slices else []
+        gaps, _ = missing_slices(pack_volume)  # the listing checks of the reader
         if pack_volume.duplicates:
             dup = sorted(pack_volume.duplicates)
             raise DataError(f"volume {pack_volume.volume}: several files for slice(s) {dup[:5]}")
+        if not files:
+            raise DataError(f"volume {pack_volume.volume}: no slice files")
         if gaps:
             raise DataError(f"volume {pack_volume.volume}: slice file(s) {gaps[:5]} missing")
         try:
@@ -286,10 +288,6 @@ class KaggleHDF5Format(DataFormat):
         """A :class:`KagglePackWriter`: volume N for ``BraTS20_Training_N``, else the next free."""
         return KagglePackWriter(self, dst, case_ids, channel_order)
 
-    def checksum(self, files: Sequence[Path]) -> str:
-        """sha256 of the decoded datasets of each slice file, in the order given."""
-        h = hashlib.sha256()
-        for path in files:
-            h.update(f"{Path(path).name}\n".encode())
-            hash_h5_slice(h, Path(path))
-        return "sha256:" + h.hexdigest()
+    def hash_file(self, h: Any, path: Path) -> None:
+        """The decoded datasets of one slice file (any HDF5 layout, compression, version)."""
+        hash_h5_slice(h, path)

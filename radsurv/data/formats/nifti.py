@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import glob
 import gzip
-import hashlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,13 +225,9 @@ class NiftiFormat(DataFormat):
         """Write ``dst/<case_id>/<case_id>_{flair,t1,t1ce,t2,seg}.nii.gz`` (stored values)."""
         return write_nifti_case(case, Path(dst), **options)
 
-    def checksum(self, files: Sequence[Path]) -> str:
-        """sha256 of each file's (decompressed) bytes, in the order given."""
-        h = hashlib.sha256()
-        for path in files:
-            h.update(f"{Path(path).name}\n".encode())
-            hash_file_stream(h, Path(path))
-        return "sha256:" + h.hexdigest()
+    def hash_file(self, h: Any, path: Path) -> None:
+        """The file's (decompressed) bytes."""
+        hash_file_stream(h, path)
 
 
 def _patterns(options: ReadOptions) -> dict[str, str] | None:
