@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from radsurv.data.formats import get_format
+from radsurv.data.formats import FORMATS, get_format
 from radsurv.data.formats.kaggle_hdf5 import assign_volumes as assign_volumes
 from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER
 from radsurv.data.manifest import Manifest, build_manifest
@@ -26,7 +26,8 @@ from radsurv.errors import ConfigError, RadsurvError
 
 logger = logging.getLogger(__name__)
 
-TARGETS: tuple[str, ...] = ("nifti", "kaggle")
+#: The layouts a dataset converts to: every registered format (radsurv.data.formats).
+TARGETS: tuple[str, ...] = tuple(FORMATS)
 
 
 @dataclass

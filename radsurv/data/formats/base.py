@@ -13,6 +13,7 @@ so that a case can be read in a worker process.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -207,8 +208,6 @@ class DataFormat(ABC):
     def checksum(self, files: Sequence[Path]) -> str:
         """Deterministic ``sha256:<hex>`` of a case's content (never of mtimes or paths): each
         file's name and :meth:`hash_file` content, in the order given."""
-        import hashlib
-
         h = hashlib.sha256()
         for path in files:
             h.update(f"{Path(path).name}\n".encode())
