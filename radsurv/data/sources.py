@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from radsurv.data.case import Case
-from radsurv.data.formats import ReadOptions, canonical_name, detect_format, get_format
+from radsurv.data.formats import (
+    FORMATS,
+    ReadOptions,
+    canonical_name,
+    detect_format,
+    get_format,
+)
 from radsurv.data.formats.base import Problem
 from radsurv.data.listing import FolderListing
 from radsurv.errors import DataError
@@ -166,9 +172,9 @@ def dataset_sources(
     options = options or ReadOptions()
     name = canonical_name(fmt) if fmt else detect_format(Path(path), listing)
     if name is None:
-        raise DataError(
-            f"{path}: unknown dataset format {fmt!r}" if fmt else f"{path}: no dataset found"
-        )
+        known = "; ".join(f"{f.name}: {f.describe}" for f in FORMATS.values())
+        what = f"unknown dataset format {fmt!r}" if fmt else "holds no dataset radsurv reads"
+        raise DataError(f"{path}: {what} ({known})")
     layout = get_format(name)
     entries = layout.list_cases(Path(path), options, listing)
     return name, [
