@@ -17,8 +17,11 @@ Measured, in this run:
    baseline) and ``--jobs 2``;
 2. per volume, in this process: the manifest row (with checksum) and the check of a
    full-size volume and of a tiny one;
-3. on a pack holding only the full-size volumes (links to their files), manifest and check
+3. on a pack of 16 full-size volumes (links to the files of those above), manifest and check
    with ``--jobs 1`` and ``--jobs 2``: the speed-up on full-size content.
+
+The machine's load average is printed with the figures: on a shared machine other work takes
+cores from ``--jobs 2``.
 
 Extrapolated (and printed as such): the same commands on 369 full-size volumes,
 ``t(jobs) = t_layout(jobs) + n_tiny * (t_full_volume - t_tiny_volume) / speedup_full(jobs)``
@@ -93,14 +96,17 @@ def build_pack(root: Path, n_volumes: int, n_slices: int, full: list[int]) -> Pa
     return folder
 
 
-def link_pack(folder: Path, dst: Path, volumes: list[int], n_slices: int) -> Path:
-    """A pack of only ``volumes``: links to their slice files."""
+def link_pack(folder: Path, dst: Path, volumes: list[int], n_slices: int, copies: int) -> Path:
+    """A pack of ``copies`` x ``volumes`` full-size volumes: links to their slice files under new
+    volume numbers (enough volumes that the process pool's start does not dominate)."""
     out = dst / PACK_SUBDIR
     out.mkdir(parents=True)
-    for volume in volumes:
-        for z in range(n_slices):
-            name = slice_filename(volume, z)
-            os.symlink(folder / name, out / name)
+    number = 0
+    for _ in range(copies):
+        for volume in volumes:
+            number += 1
+            for z in range(n_slices):
+                os.symlink(folder / slice_filename(volume, z), out / slice_filename(number, z))
     return dst
 
 
@@ -122,6 +128,11 @@ def per_volume(folder: Path, volumes: list[int]) -> dict[str, float]:
         rows.append(timed(lambda e=entry: kaggle.manifest_row(e, "data", True, options))[0])
         checks.append(timed(lambda p=pv: kaggle.validate(p, options))[0])
     return {"manifest": statistics.median(rows), "check": statistics.median(checks)}
+
+
+def load() -> str:
+    """The 1-minute load average and the core count: other work on the machine slows a run."""
+    return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def run_commands(pack: Path, out: Path, jobs: int) -> dict[str, float]:
@@ -150,6 +161,7 @@ def main() -> None:
     try:
         t_build, folder = timed(lambda: build_pack(work / "pack", args.volumes, args.slices, full))
         n_files = sum(1 for _ in os.scandir(folder))
+        print(f"machine: {load()}")
         print(
             f"synthetic pack: {args.volumes} volumes x {args.slices} slices = {n_files} files "
             f"({len(full)} full-size volumes {full}: image (240, 240, 4) float64, mask "
@@ -163,6 +175,7 @@ def main() -> None:
         print(f"  scan_pack (one listing):           {t_scan:8.2f} s")
         print(f"  process pool start (once per run): {t_pool:8.2f} s (not in the --jobs 2 times)")
         layout = {jobs: run_commands(work / "pack", work, jobs) for jobs in (1, 2)}
+        print(f"  (machine: {load()} after these runs)")
         for what in ("manifest", "check"):
             one, two = layout[1][what], layout[2][what]
             print(
@@ -178,9 +191,13 @@ def main() -> None:
         )
         for what in ("manifest", "check"):
             print(f"  {what:8s} full-size {vol_full[what]:7.3f} s   tiny {vol_tiny[what]:7.3f} s")
-        only_full = link_pack(folder, work / "full-only", full, args.slices)
+        copies = max(1, 16 // len(full))
+        only_full = link_pack(folder, work / "full-only", full, args.slices, copies)
         full_runs = {jobs: run_commands(only_full, work, jobs) for jobs in (1, 2)}
-        print(f"\nMEASURED on a pack of only the {len(full)} full-size volumes")
+        print(
+            f"\nMEASURED on a pack of {copies * len(full)} full-size volumes (links to the "
+            f"{len(full)} above, {copies} times each)"
+        )
         speedup = {}
         for what in ("manifest", "check"):
             one, two = full_runs[1][what], full_runs[2][what]
