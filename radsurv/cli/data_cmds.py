@@ -30,7 +30,9 @@ def _parse_modality_options(items: list[str] | None) -> dict[str, str] | None:
     return patterns
 
 
-_FORMAT_HELP = "Input layout: kaggle or nifti (default: detected)."
+_FORMAT_HELP = "Input layout: kaggle (alias kaggle_hdf5) or nifti (default: detected)."
+_JOBS_HELP = "Worker processes reading the cases (results identical to --jobs 1, same order)."
+_PROGRESS_HELP = "Progress bar (default: on a terminal; log lines otherwise)."
 _MODALITY_HELP = (
     "NIfTI file pattern per modality, NAME=GLOB (repeatable), e.g. flair=*_FLAIR.nii.gz."
 )
@@ -83,27 +85,33 @@ def manifest(
         help="Time point column of --cohort-table: days from baseline or an ordinal "
         "(default: 'timepoint' if any).",
     ),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help=_JOBS_HELP),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help=_PROGRESS_HELP),
 ) -> None:
     """Write the sample sheet (one row per case) that every later command takes."""
+    from radsurv.cli.progress import progress_display
     from radsurv.data.manifest import build_manifest, write_manifest
 
-    df = build_manifest(
-        data,
-        fmt=fmt,
-        clinical=clinical,
-        name_mapping=name_mapping,
-        labels=labels,
-        modality_patterns=_parse_modality_options(modality),
-        seg_pattern=seg,
-        label_convention=label_convention,
-        relative_to=output.resolve().parent,
-        checksum=checksum,
-        cohort_table=cohort_table,
-        cohort_id_column=cohort_id_column,
-        site_column=site_column,
-        subject_column=subject_column,
-        timepoint_column=timepoint_column,
-    )
+    with progress_display("manifest", progress) as on_progress:
+        df = build_manifest(
+            data,
+            fmt=fmt,
+            clinical=clinical,
+            name_mapping=name_mapping,
+            labels=labels,
+            modality_patterns=_parse_modality_options(modality),
+            seg_pattern=seg,
+            label_convention=label_convention,
+            relative_to=output.resolve().parent,
+            checksum=checksum,
+            cohort_table=cohort_table,
+            cohort_id_column=cohort_id_column,
+            site_column=site_column,
+            subject_column=subject_column,
+            timepoint_column=timepoint_column,
+            jobs=jobs,
+            on_progress=on_progress,
+        )
     write_manifest(df, output)
     with_time = int(df["time"].notna().sum())
     with_mask = int((df["has_mask"] == True).sum())  # noqa: E712  (NaN on problem rows)
@@ -190,8 +198,11 @@ def check(
     channels_json: Path | None = typer.Option(
         None, "--channels-json", help="Write the channel report (with --channels) as JSON."
     ),
-    fmt: str = typer.Option("auto", "--format", help="Dataset layout (auto: detected)."),
+    fmt: str = typer.Option(
+        "auto", "--format", help="Dataset layout: kaggle, nifti or manifest (auto: detected)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help=_JOBS_HELP),
 ) -> None:
     """Validate every case of a dataset: a table of cases and problems; exit 1 if any is bad.
 
@@ -220,6 +231,7 @@ def check(
             fmt=fmt,
             on_case=stats.add if stats is not None else None,
             on_progress=advance,
+            jobs=jobs,
         )
     table = Table(title=f"radsurv check {data}")
     for column in ("case", "status", "file", "problem"):

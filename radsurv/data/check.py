@@ -4,44 +4,34 @@
 channel-order check (``radsurv check DATA --channels``) lives in
 :mod:`radsurv.data.channel_order`.
 
-Dataset layouts plug in through :func:`register_format`: a layout says whether a path is one
-of its datasets and lists its cases, each with a function that validates it. The Kaggle HDF5
-pack is registered here; other readers register theirs the same way.
+The layouts are the formats of :mod:`radsurv.data.formats` (each validates its own cases: the
+Kaggle reader lists every bad slice) plus manifests; the cases come from
+:mod:`radsurv.data.sources`. ``jobs`` reads them in worker processes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from radsurv.data import formats
 from radsurv.data.case import Case
-from radsurv.data.hdf5 import (
-    DEFAULT_CHANNEL_ORDER,
-    PackError,
-    find_slice_dir,
-    parse_channel_order,
-    scan_pack,
-    validate_volume,
-)
+from radsurv.data.formats import Problem, ReadOptions
+from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, parse_channel_order
+from radsurv.data.listing import FolderListing
+from radsurv.data.parallel import check_jobs, map_ordered
+from radsurv.data.sources import CaseSource, dataset_sources, manifest_sources
 from radsurv.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem of a case: the file it is about and what is wrong (and what to do)."""
-
-    file: str
-    problem: str
 
 
 @dataclass
@@ -140,168 +130,55 @@ class CheckReport:
         )
 
 
-@dataclass
-class CaseSource:
-    """One case of a dataset, with the function that reads and validates it.
-
-    ``validate()`` returns the assembled :class:`Case` (``None`` when it has problems) and every
-    problem found.
-    """
-
-    case_id: str
-    validate: Callable[[], tuple[Case | None, list[Problem]]]
+def _layouts() -> str:
+    described = [(f.name, f.describe) for f in formats.FORMATS.values()]
+    described.append(("manifest", "a data_manifest.csv written by radsurv manifest"))
+    return "; ".join(f"{name}: {text}" for name, text in described)
 
 
-@dataclass(frozen=True)
-class DatasetFormat:
-    """A dataset layout :func:`check_dataset` can check.
-
-    Attributes
-    ----------
-    name
-        Layout name (``--format``).
-    detect
-        ``detect(path)``: is ``path`` a dataset of this layout?
-    list_cases
-        ``list_cases(path, channel_order)``: its cases, in order.
-    describe
-        What the layout looks like (for the "not recognised" error).
-    """
-
-    name: str
-    detect: Callable[[Path], bool]
-    list_cases: Callable[[Path, tuple[str, ...]], list[CaseSource]]
-    describe: str = ""
-
-
-DATASET_FORMATS: dict[str, DatasetFormat] = {}
-
-
-def register_format(fmt: DatasetFormat) -> None:
-    """Make a dataset layout known to :func:`check_dataset` (detection tries them in order)."""
-    DATASET_FORMATS[fmt.name] = fmt
-
-
-def _problems(errors: Iterable[PackError]) -> list[Problem]:
-    return [Problem(e.file, f"{e.problem}; {e.hint}" if e.hint else e.problem) for e in errors]
-
-
-def _kaggle_detect(path: Path) -> bool:
-    try:
-        find_slice_dir(path)
-    except DataError:
-        return False
-    return True
-
-
-def _kaggle_cases(path: Path, channel_order: tuple[str, ...]) -> list[CaseSource]:
-    def validator(pv: Any) -> Callable[[], tuple[Case | None, list[Problem]]]:
-        def run() -> tuple[Case | None, list[Problem]]:
-            case, errors = validate_volume(pv, channel_order)
-            return case, _problems(errors)
-
-        return run
-
-    return [CaseSource(cid, validator(pv)) for cid, pv in scan_pack(path).items()]
-
-
-register_format(
-    DatasetFormat(
-        name="kaggle",
-        detect=_kaggle_detect,
-        list_cases=_kaggle_cases,
-        describe="Kaggle HDF5 pack: volume_{V}_slice_{S}.h5 files (e.g. under "
-        "BraTS2020_training_data/content/data)",
-    )
-)
-
-
-def _validated(case_id: str, file: str, load: Callable[[], Case]) -> CaseSource:
-    """A case source whose validation loads the case and runs :meth:`Case.validate`."""
-
-    def run() -> tuple[Case | None, list[Problem]]:
-        try:
-            case = load()
-            case.validate()
-        except DataError as exc:  # one problem per case: these readers stop at the first
-            return None, [Problem(file, str(exc))]
-        return case, []
-
-    return CaseSource(case_id, run)
-
-
-def _nifti_detect(path: Path) -> bool:
-    from radsurv.data.nifti import find_nifti_cases
-
-    if not path.is_dir():
-        return False
-    try:
-        return bool(find_nifti_cases(path))
-    except DataError:
-        return False
-
-
-def _nifti_cases(path: Path, channel_order: tuple[str, ...]) -> list[CaseSource]:
-    from radsurv.data.nifti import find_nifti_cases, read_nifti_case
-
-    return [
-        _validated(cid, str(folder), lambda folder=folder, cid=cid: read_nifti_case(folder, cid))
-        for cid, folder in find_nifti_cases(path).items()
-    ]
-
-
-def _manifest_detect(path: Path) -> bool:
+def _is_manifest_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() == ".csv"
 
 
-def _manifest_cases(path: Path, channel_order: tuple[str, ...]) -> list[CaseSource]:
-    # the manifest records each case's own patterns, label convention and channel order
+def _sources(path: Path, fmt: str, order: tuple[str, ...]) -> tuple[str, list[CaseSource]]:
+    """The layout name and the cases of ``path`` (a dataset folder or a manifest CSV)."""
     from radsurv.data.manifest import Manifest
 
-    manifest = Manifest.read(path)
-    return [
-        _validated(cid, str(manifest.source_path(cid)), lambda cid=cid: manifest.load_case(cid))
-        for cid in manifest.case_ids
-    ]
-
-
-register_format(
-    DatasetFormat(
-        name="nifti",
-        detect=_nifti_detect,
-        list_cases=_nifti_cases,
-        describe="BraTS NIfTI case folders (BraTS 2020 *_flair.nii.gz ..., 2021-2023 "
-        "*-t2f.nii.gz ...; other namings: build a manifest with --modality and check that)",
-    )
-)
-register_format(
-    DatasetFormat(
-        name="manifest",
-        detect=_manifest_detect,
-        list_cases=_manifest_cases,
-        describe="a data_manifest.csv written by radsurv manifest",
-    )
-)
-
-
-def _resolve_format(path: Path, fmt: str) -> DatasetFormat:
+    options = ReadOptions(channel_order=order)
+    if fmt == "manifest":
+        # the manifest records each case's own patterns, label convention and channel order
+        return "manifest", manifest_sources(Manifest.read(path))
     if fmt != "auto":
-        if fmt not in DATASET_FORMATS:
-            raise DataError(
-                f"{path}: unknown dataset format {fmt!r}; choose from "
-                f"{', '.join(['auto', *DATASET_FORMATS])}"
-            )
-        return DATASET_FORMATS[fmt]
-    if not Path(path).exists():
+        name = formats.canonical_name(fmt)
+        if name is None:
+            choices = ", ".join(["auto", *formats.FORMATS, "manifest"])
+            raise DataError(f"{path}: unknown dataset format {fmt!r}; choose from {choices}")
+        return dataset_sources(path, name, options)
+    if not path.exists():
         raise DataError(f"{path}: does not exist; give the dataset folder")
-    for candidate in DATASET_FORMATS.values():
-        if candidate.detect(path):
-            return candidate
-    if len(DATASET_FORMATS) == 1:
-        only = next(iter(DATASET_FORMATS.values()))
-        only.list_cases(path, DEFAULT_CHANNEL_ORDER)  # raises the layout's own, precise error
-    layouts = "; ".join(f"{f.name}: {f.describe}" for f in DATASET_FORMATS.values())
-    raise DataError(f"{path}: not a dataset radsurv check knows ({layouts})")
+    if _is_manifest_file(path):
+        return "manifest", manifest_sources(Manifest.read(path))
+    listing = FolderListing()
+    name = formats.detect_format(path, listing)
+    if name is None:
+        raise DataError(f"{path}: not a dataset radsurv check knows ({_layouts()})")
+    try:
+        return dataset_sources(path, name, options, listing)
+    except DataError as exc:  # files of a layout, but not a dataset of it
+        raise DataError(f"{path}: not a dataset radsurv check knows ({_layouts()})") from exc
+
+
+def _check_task(task: tuple[CaseSource, str, bool]) -> tuple[CaseCheck, Case | None]:
+    """Validate one case (in this process or a worker); the case too when it is wanted."""
+    source, where, want_case = task
+    try:
+        case, problems = source.validate()
+    except Exception as exc:  # a batch job records the case and goes on
+        logger.debug("checking %s failed", source.case_id, exc_info=True)
+        case = None
+        problems = [Problem(where, f"unexpected error: {type(exc).__name__}: {exc}")]
+    keep = case if want_case and case is not None and not problems else None
+    return CaseCheck(source.case_id, problems), keep
 
 
 def check_dataset(
@@ -311,6 +188,7 @@ def check_dataset(
     fmt: str = "auto",
     on_case: Callable[[Case], None] | None = None,
     on_progress: Callable[[CaseCheck, int, int], None] | None = None,
+    jobs: int = 1,
 ) -> CheckReport:
     """Read every file of every case of a dataset and record all problems per case.
 
@@ -320,16 +198,22 @@ def check_dataset(
     Parameters
     ----------
     path
-        The dataset: for the Kaggle layout, the pack's root or any folder of slice files.
+        The dataset: for the Kaggle layout, the pack's root or any folder of slice files; a
+        folder of NIfTI case folders; or a manifest CSV.
     channel_order
         Modality of each image channel (Kaggle layout), default FLAIR, T1, T1Gd, T2.
     fmt
-        Layout name, or ``"auto"`` to detect it.
+        Layout name (``kaggle``, ``nifti``, ``manifest``; ``kaggle_hdf5`` is ``kaggle``), or
+        ``"auto"`` to detect it.
     on_case
         Called with each case that was read without problems (e.g. to gather channel
-        statistics in the same pass).
+        statistics in the same pass). With ``jobs > 1`` each such case is sent back from its
+        worker (a full-size Kaggle volume is about 300 MB).
     on_progress
         Called after each case with its result, its position (1-based) and the case count.
+    jobs
+        Worker processes reading the cases; results are identical to ``jobs=1`` and in the
+        same order.
 
     Returns
     -------
@@ -342,27 +226,21 @@ def check_dataset(
 
     Examples
     --------
-    >>> report = check_dataset(Path("BraTS2020_training_data"))  # doctest: +SKIP
+    >>> report = check_dataset(Path("BraTS2020_training_data"), jobs=4)  # doctest: +SKIP
     >>> report.ok, [c.case_id for c in report.bad_cases]  # doctest: +SKIP
     (True, [])
     """
+    check_jobs(jobs)
     order = parse_channel_order(channel_order)
-    layout = _resolve_format(Path(path), fmt)
-    sources = layout.list_cases(Path(path), order)
+    name, sources = _sources(Path(path), fmt, order)
+    tasks = [(source, str(path), on_case is not None) for source in sources]
     results: list[CaseCheck] = []
-    for i, source in enumerate(sources, start=1):
-        try:
-            case, problems = source.validate()
-        except Exception as exc:  # a batch job records the case and goes on
-            logger.debug("checking %s failed", source.case_id, exc_info=True)
-            case = None
-            problems = [Problem(str(path), f"unexpected error: {type(exc).__name__}: {exc}")]
-        check = CaseCheck(source.case_id, problems)
+    for i, (check, case) in enumerate(map_ordered(_check_task, tasks, jobs), start=1):
         results.append(check)
-        if case is not None and not problems and on_case is not None:
+        if case is not None and on_case is not None:
             on_case(case)
         if on_progress is not None:
-            on_progress(check, i, len(sources))
-    report = CheckReport(results, source=str(path), format=layout.name)
+            on_progress(check, i, len(tasks))
+    report = CheckReport(results, source=str(path), format=name)
     logger.info("%s", report.summary())
     return report

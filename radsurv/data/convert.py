@@ -11,23 +11,23 @@ direction and zero origin. A case that fails is recorded and the others are conv
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from radsurv.data.case import Case
-from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, meta_data_rows, write_kaggle_volume
+from radsurv.data.formats import FORMATS, get_format
+from radsurv.data.formats.kaggle_hdf5 import assign_volumes as assign_volumes
+from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER
 from radsurv.data.manifest import Manifest, build_manifest
+from radsurv.data.sources import manifest_sources
 from radsurv.errors import ConfigError, RadsurvError
 
 logger = logging.getLogger(__name__)
 
-TARGETS: tuple[str, ...] = ("nifti", "kaggle")
-_VOLUME_ID = re.compile(r"^BraTS20_Training_(\d+)$")
+#: The layouts a dataset converts to: every registered format (radsurv.data.formats).
+TARGETS: tuple[str, ...] = tuple(FORMATS)
 
 
 @dataclass
@@ -90,39 +90,6 @@ def open_source(
     return Manifest.from_table(table)
 
 
-def assign_volumes(case_ids: Sequence[str]) -> dict[str, int]:
-    """Kaggle volume number per case: N for ``BraTS20_Training_N``, else the next free number."""
-    numbers: dict[str, int] = {}
-    for case_id in case_ids:
-        match = _VOLUME_ID.match(case_id)
-        if match and int(match.group(1)) not in numbers.values():
-            numbers[case_id] = int(match.group(1))
-    free = (n for n in range(1, 10**7) if n not in set(numbers.values()))
-    for case_id in case_ids:
-        if case_id not in numbers:
-            numbers[case_id] = next(free)
-    return numbers
-
-
-def _write_kaggle(case: Case, data_dir: Path, volume: int, channel_order: Sequence[str]) -> Path:
-    missing = [m for m in channel_order if m not in case.images]
-    if missing:
-        logger.warning(
-            "case %s has no %s: written as zero channel(s) in the Kaggle layout",
-            case.case_id,
-            ", ".join(missing),
-        )
-    spacing = tuple(float(s) for s in case.spacing)
-    if not np.allclose(spacing, 1.0):
-        logger.warning(
-            "case %s: spacing %s (x, y, z) mm is not kept by the Kaggle layout (1 mm assumed)",
-            case.case_id,
-            spacing,
-        )
-    write_kaggle_volume(case, data_dir, volume, channel_order=channel_order)
-    return data_dir
-
-
 def convert_dataset(
     src: Path,
     dst: Path,
@@ -161,8 +128,12 @@ def convert_dataset(
     ConversionReport
         One :class:`CaseResult` per case; failures carry the error message.
     """
-    if to not in TARGETS:
-        raise ConfigError(f"unknown target layout {to!r}; choose from {', '.join(TARGETS)}")
+    try:
+        writer_format = get_format(to)
+    except KeyError:
+        raise ConfigError(
+            f"unknown target layout {to!r}; choose from {', '.join(TARGETS)}"
+        ) from None
     dst = Path(dst)
     manifest = open_source(
         src,
@@ -172,22 +143,14 @@ def convert_dataset(
         label_convention=label_convention,
     )
     dst.mkdir(parents=True, exist_ok=True)
-    report = ConversionReport(target=to, dst=dst)
-    volumes = assign_volumes(manifest.case_ids) if to == "kaggle" else {}
-    data_dir = dst / "data"
-    meta: list[dict] = []
-    for case_id in manifest.case_ids:
+    report = ConversionReport(target=writer_format.name, dst=dst)
+    writer = writer_format.open_writer(dst, manifest.case_ids, channel_order=channel_order)
+    for source in manifest_sources(manifest, cache_dir):
+        case_id = source.case_id
         try:
-            case = manifest.load_case(case_id, cache_dir=cache_dir)
+            case = source.load()
             case.validate()
-            if to == "nifti":
-                from radsurv.data.nifti import write_nifti_case
-
-                out = write_nifti_case(case, dst)
-            else:
-                out = _write_kaggle(case, data_dir, volumes[case_id], channel_order)
-                meta += meta_data_rows(case, volumes[case_id])
-            result = CaseResult(case_id, True, output=str(out))
+            result = CaseResult(case_id, True, output=str(writer.write(case)))
         except RadsurvError as exc:
             logger.error("case %s not converted: %s", case_id, exc)
             result = CaseResult(case_id, False, error=str(exc))
@@ -197,12 +160,7 @@ def convert_dataset(
         report.results.append(result)
         if on_case is not None:
             on_case(result)
-    if to == "kaggle" and meta:
-        pd.DataFrame(meta).to_csv(data_dir / "meta_data.csv", index=False)
-        ok_ids = [r.case_id for r in report.results if r.ok]
-        pd.DataFrame({"volume": [volumes[c] for c in ok_ids], "case_id": ok_ids}).to_csv(
-            dst / "case_ids.csv", index=False
-        )
+    writer.close([r.case_id for r in report.results if r.ok])
     logger.info(
         "converted %d of %d case(s) to %s under %s",
         len(report.results) - len(report.failed),

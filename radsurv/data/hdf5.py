@@ -9,7 +9,6 @@ Layout: ``BraTS2020_training_data/content/data/volume_{V}_slice_{S}.h5`` with da
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 
 from radsurv.data.case import Case, exact_float_dtype
 from radsurv.data.labels import LABEL_ED, LABEL_ET, LABEL_NCR, MODALITIES
+from radsurv.data.listing import FolderListing
 from radsurv.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -219,15 +219,38 @@ class PackVolume:
         )
 
 
-def _has_slices(folder: Path) -> bool:
+def _has_slices(folder: Path, listing: FolderListing) -> bool:
     try:
-        with os.scandir(folder) as entries:
-            return any(SLICE_PATTERN.match(e.name) for e in entries)
+        return any(SLICE_PATTERN.match(name) for name in listing.names(folder))
     except OSError:
         return False
 
 
-def find_slice_dir(path: Path) -> Path:
+def find_slice_dirs(path: Path, listing: FolderListing | None = None) -> list[Path]:
+    """Every folder holding ``volume_*_slice_*.h5`` files at ``path`` or up to 4 levels below.
+
+    The usual places (``path``, ``path/BraTS2020_training_data/content/data``,
+    ``path/content/data``, ``path/data``) are tried first: the first of them that holds slices
+    is the only one returned. ``listing`` shares folder listings with the rest of a run.
+    """
+    path = Path(path)
+    listing = listing if listing is not None else FolderListing()
+    for candidate in (path, path / PACK_SUBDIR, path / "content" / "data", path / "data"):
+        if candidate.is_dir() and _has_slices(candidate, listing):
+            return [candidate]
+    found: list[Path] = []
+    base_depth = len(path.parts)
+    for here, dirs, _files in listing.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if len(here.parts) - base_depth >= _SEARCH_DEPTH:
+            dirs[:] = []
+        if here != path and _has_slices(here, listing):
+            found.append(here)
+            dirs[:] = []  # a slice folder's subfolders are not another pack
+    return found
+
+
+def find_slice_dir(path: Path, listing: FolderListing | None = None) -> Path:
     """Find the folder holding ``volume_*_slice_*.h5`` files.
 
     Parameters
@@ -236,6 +259,8 @@ def find_slice_dir(path: Path) -> Path:
         The pack's root (the folder holding ``BraTS2020_training_data``), any folder on the way
         down to ``BraTS2020_training_data/content/data``, that folder itself, a synth output
         (``OUT/data``) or any folder with exactly one slice folder up to 4 levels below it.
+    listing
+        Folder listings shared with the rest of a run (see :mod:`radsurv.data.listing`).
 
     Raises
     ------
@@ -248,19 +273,7 @@ def find_slice_dir(path: Path) -> Path:
         raise PackError(path, "does not exist", _WHERE)
     if not path.is_dir():
         raise PackError(path, "is not a folder", _WHERE)
-    for candidate in (path, path / PACK_SUBDIR, path / "content" / "data", path / "data"):
-        if candidate.is_dir() and _has_slices(candidate):
-            return candidate
-    found: list[Path] = []
-    base_depth = len(path.parts)
-    for root, dirs, _files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        here = Path(root)
-        if len(here.parts) - base_depth >= _SEARCH_DEPTH:
-            dirs[:] = []
-        if here != path and _has_slices(here):
-            found.append(here)
-            dirs[:] = []  # a slice folder's subfolders are not another pack
+    found = find_slice_dirs(path, listing)
     if len(found) == 1:
         return found[0]
     if found:
@@ -331,7 +344,7 @@ def _listing_from_meta(table: pd.DataFrame, names: set[str]) -> tuple[list | Non
     return rows, "consistent with the files"
 
 
-def scan_pack(path: Path) -> dict[str, PackVolume]:
+def scan_pack(path: Path, listing: FolderListing | None = None) -> dict[str, PackVolume]:
     """List the volumes of a Kaggle pack (or any folder of ``volume_*_slice_*.h5`` files).
 
     Uses ``meta_data.csv`` beside the slices when it is present and consistent with the files
@@ -342,6 +355,8 @@ def scan_pack(path: Path) -> dict[str, PackVolume]:
     ----------
     path
         Anything :func:`find_slice_dir` accepts.
+    listing
+        Folder listings shared with the rest of a run: the slice folder is listed once.
 
     Returns
     -------
@@ -354,9 +369,9 @@ def scan_pack(path: Path) -> dict[str, PackVolume]:
     >>> volumes["BraTS20_Training_001"].files[0].name  # doctest: +SKIP
     'volume_1_slice_0.h5'
     """
-    folder = find_slice_dir(path)
-    with os.scandir(folder) as entries:
-        names = [e.name for e in entries if e.name.lower().endswith((".h5", ".hdf5"))]
+    listing = listing if listing is not None else FolderListing()
+    folder = find_slice_dir(path, listing)
+    names = [n for n in listing.names(folder) if n.lower().endswith((".h5", ".hdf5"))]
     rows: list | None = None
     expected: dict[int, int] = {}
     listed_from = "files"
@@ -505,6 +520,17 @@ class _Assembly:
         self.on_problem(exc)
 
 
+def missing_slices(pack_volume: PackVolume) -> tuple[list[int], int]:
+    """The slice numbers a volume lacks and the slice count it should have.
+
+    The count is one past the highest slice file, or the count ``meta_data.csv`` lists when
+    larger (trailing slices missing).
+    """
+    files = pack_volume.files
+    top = max(max(files) + 1 if files else 0, pack_volume.expected_slices or 0)
+    return [s for s in range(top) if s not in files], top
+
+
 def _check_listing(asm: _Assembly) -> list[int]:
     """Report duplicate and missing slice numbers; return the slice numbers to read."""
     pv = asm.pack_volume
@@ -517,8 +543,7 @@ def _check_listing(asm: _Assembly) -> list[int]:
     if not pv.files:
         asm.problem(PackError(where, f"empty volume: volume {pv.volume} has no slice files"))
         return []
-    top = max(max(pv.files) + 1, pv.expected_slices or 0)
-    missing = [s for s in range(top) if s not in pv.files]
+    missing, top = missing_slices(pv)
     if missing:
         shown = ", ".join(str(s) for s in missing[:10]) + (" ..." if len(missing) > 10 else "")
         first = where / slice_filename(pv.volume, missing[0])
@@ -737,7 +762,7 @@ def _assemble(
         logger.info("%s: channel(s) %s are all 0: treated as missing", pack_volume.case_id, dropped)
     on_values = sorted(asm.mask_on_values)
     provenance = {
-        "format": "kaggle_hdf5",
+        "format": "kaggle",
         "source": str(folder),
         "volume": pack_volume.volume,
         "n_slices": asm.n_slices,

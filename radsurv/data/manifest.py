@@ -14,26 +14,29 @@ Example
 
 from __future__ import annotations
 
-import glob
-import gzip
-import hashlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from radsurv.data import formats
 from radsurv.data.case import Case
 from radsurv.data.cohort import COHORT_COLUMNS, UNKNOWN_SITE, check_cohort, read_cohort_columns
-from radsurv.data.labels import LABEL_CONVENTIONS, MODALITIES
+from radsurv.data.formats import CaseEntry, DataFormat, ReadOptions, canonical_name, get_format
+from radsurv.data.formats.nifti import dataset_convention as dataset_convention
+from radsurv.data.labels import LABEL_CONVENTIONS
+from radsurv.data.listing import FolderListing
+from radsurv.data.parallel import check_jobs, map_ordered
 from radsurv.errors import ClinicalTableError, DataError, ManifestError
 
 logger = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = ("kaggle", "nifti")
+#: Canonical format names (``kaggle_hdf5`` is read as ``kaggle``): see radsurv.data.formats.
+FORMATS: tuple[str, ...] = tuple(formats.FORMATS)
 
 #: Columns every manifest has, in order; label columns of ``--labels`` come before ``checksum``.
 BASE_COLUMNS: tuple[str, ...] = (
@@ -77,40 +80,7 @@ def _examples(ids: Iterable[str], limit: int = 5) -> str:
     return ", ".join(ids[:limit]) + more
 
 
-# ---------------------------------------------------------------------------------- checksums
-
-
-def _hash_file_stream(h: Any, path: Path) -> None:
-    """Feed a file's bytes (decompressed for .gz: independent of the zlib build) to ``h``."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read {path} for its checksum: {exc}") from exc
-
-
-def _hash_h5_slice(h: Any, path: Path) -> dict[str, np.ndarray]:
-    """Feed the decoded datasets of one slice file to ``h`` (independent of the HDF5 file
-    layout, compression and library version) and return them."""
-    import h5py
-
-    arrays = {}
-    try:
-        with h5py.File(path, "r") as f:
-            for name in sorted(f.keys()):
-                obj = f[name]
-                if not isinstance(obj, h5py.Dataset):
-                    continue
-                arr = np.ascontiguousarray(obj[()])
-                arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-                h.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
-                h.update(arr.tobytes())
-                arrays[name] = arr
-    except OSError as exc:
-        raise DataError(f"cannot read slice file {path} for its checksum: {exc}") from exc
-    return arrays
+# ------------------------------------------------------------------------- formats, checksums
 
 
 def content_checksum(files: Sequence[Path], kind: str) -> str:
@@ -120,34 +90,28 @@ def content_checksum(files: Sequence[Path], kind: str) -> str:
     datasets of each slice file, in the order given, so that the value is the same on any
     machine and with any HDF5 / zlib build. Returns ``"sha256:<hex>"``.
     """
-    h = hashlib.sha256()
-    for path in files:
-        h.update(f"{Path(path).name}\n".encode())
-        if kind == "kaggle":
-            _hash_h5_slice(h, Path(path))
-        else:
-            _hash_file_stream(h, Path(path))
-    return "sha256:" + h.hexdigest()
+    return _format(kind).checksum([Path(f) for f in files])
 
 
-# ------------------------------------------------------------------------------ format detect
+def _format(name: str) -> DataFormat:
+    try:
+        return get_format(name)
+    except KeyError:
+        raise ManifestError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}") from None
 
 
-def detect_format(data: Path) -> str:
+def detect_format(data: Path, listing: FolderListing | None = None) -> str:
     """``kaggle`` when ``data`` holds (or leads to) Kaggle slice files, else ``nifti``."""
     data = Path(data)
     if not data.exists():
         raise ManifestError(f"data folder {data} does not exist")
-    for _, _, filenames in os.walk(data):
-        for name in filenames:
-            if name.endswith(".h5") and name.startswith("volume_"):
-                return "kaggle"
-            if name.endswith((".nii", ".nii.gz")):
-                return "nifti"
-    raise ManifestError(
-        f"{data} holds neither Kaggle slice files (volume_V_slice_S.h5) nor NIfTI files; "
-        "give the pack's root, the folder of slices or a folder of NIfTI case folders"
-    )
+    name = formats.detect_format(data, listing)
+    if name is None:
+        raise ManifestError(
+            f"{data} holds neither Kaggle slice files (volume_V_slice_S.h5) nor NIfTI files; "
+            "give the pack's root, the folder of slices or a folder of NIfTI case folders"
+        )
+    return name
 
 
 def find_default_tables(data: Path) -> dict[str, Path]:
@@ -172,190 +136,42 @@ def find_default_tables(data: Path) -> dict[str, Path]:
 # ------------------------------------------------------------------------------------ rows
 
 
-def _kaggle_content(files: Sequence[Path], channel_order: Sequence[str]) -> tuple[str, list[str]]:
-    """Checksum of a volume's slices and the channels that hold any non-zero voxel."""
-    h = hashlib.sha256()
-    nonzero = np.zeros(len(channel_order), dtype=bool)
-    for path in files:
-        h.update(f"{path.name}\n".encode())
-        image = _hash_h5_slice(h, path).get("image")
-        if image is not None and image.ndim == 3 and image.shape[-1] == len(channel_order):
-            nonzero |= np.any(image != 0, axis=(0, 1))
-    present = [m for m, keep in zip(channel_order, nonzero, strict=True) if keep]
-    return "sha256:" + h.hexdigest(), present
-
-
-def _problem_row(case_id: str, fmt: str, source: str, exc: Exception) -> dict[str, Any]:
-    """The row of a case that could not be read: identity plus the problem, nothing invented."""
-    logger.warning("case %s: %s", case_id, exc)
-    return {"case_id": case_id, "format": fmt, "source": source, PROBLEM_COLUMN: str(exc)}
-
-
-def _kaggle_row(
-    case_id: str, pack_volume: Any, source: str, checksum: bool, order: list[str]
-) -> dict[str, Any]:
-    import h5py
-
-    files = _pack_files(pack_volume)
-    slices = sorted(pack_volume.files)
-    gaps = sorted(set(range(slices[-1] + 1)) - set(slices)) if slices else []
-    if getattr(pack_volume, "duplicates", None):
-        dup = sorted(pack_volume.duplicates)
-        raise DataError(f"volume {pack_volume.volume}: several files for slice(s) {dup[:5]}")
-    if gaps:
-        raise DataError(f"volume {pack_volume.volume}: slice file(s) {gaps[:5]} missing")
+def _row_task(task: tuple[str, CaseEntry, str, bool, ReadOptions]) -> dict[str, Any]:
+    """One case's manifest row, or its identity plus the problem (runs in a worker too)."""
+    name, entry, source, checksum, options = task
     try:
-        with h5py.File(files[0], "r") as f:
-            height, width = f["image"].shape[:2]
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"cannot read slice file {files[0]}: {exc}") from exc
-    # a modality the case lacks is stored as an all-zero channel (write_kaggle_volume)
-    digest, present = _kaggle_content(files, order) if checksum else ("", order)
-    return {
-        "case_id": case_id,
-        "format": "kaggle",
-        "source": source,
-        "files": "",
-        "volume": int(pack_volume.volume),
-        "n_slices": len(files),
-        "shape": f"{len(files)}x{height}x{width}",
-        "spacing": "1x1x1",
-        "modalities": ",".join(present),
-        "has_mask": True,
-        "label_convention": "brats2020",
-        "channel_order": ",".join(order),
-        CHECKSUM_COLUMN: digest,
-    }
+        return get_format(name).manifest_row(entry, source, checksum, options)
+    except DataError as exc:  # nothing invented: the row says why the case cannot be read
+        return {
+            "case_id": entry.case_id,
+            "format": name,
+            "source": source,
+            PROBLEM_COLUMN: str(exc),
+        }
 
 
-def _kaggle_rows(data: Path, base: Path, checksum: bool) -> list[dict[str, Any]]:
-    from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, find_slice_dir, scan_pack
-
-    slice_dir = find_slice_dir(data)
-    source = _rel(slice_dir, base)
-    rows = []
-    for case_id, pack_volume in sorted(scan_pack(slice_dir).items()):
-        try:
-            rows.append(
-                _kaggle_row(case_id, pack_volume, source, checksum, list(DEFAULT_CHANNEL_ORDER))
-            )
-        except DataError as exc:
-            rows.append(_problem_row(case_id, "kaggle", source, exc))
-    return rows
-
-
-def _pack_files(pack_volume: Any) -> list[Path]:
-    """Slice files of a PackVolume in slice order (a list, or a dict slice -> path)."""
-    files = pack_volume.files
-    if isinstance(files, dict):
-        return [Path(files[k]) for k in sorted(files)]
-    return [Path(f) for f in files]
-
-
-def dataset_convention(values: dict[str, set[int]]) -> tuple[str, str]:
-    """One label convention for a whole dataset from the mask values of its cases.
-
-    Per case, a mask with 3 but no 4 would read as BraTS 2023; across a dataset, any case
-    holding both 3 and 4 makes 3 the non-enhancing core of BraTS 2015 for every case.
-    Returns ``(convention, reason)``.
-    """
-    from radsurv.data.labels import detect_convention
-
-    union = set().union(*values.values()) if values else set()
-    convention, reason = detect_convention(np.array(sorted(union or {0})))
-    both = sorted(c for c, v in values.items() if {3, 4} <= v)
-    if convention == "brats2015" and both:
-        reason = f"{len(both)} case(s) hold both 3 and 4 (e.g. {both[0]}): BraTS 2015 (3 = NET)"
-    return convention, f"over {len(values)} mask(s), {reason}"
-
-
-def _nifti_row(
-    case_id: str,
-    folder: Path,
-    source: str,
-    checksum: bool,
-    modality_patterns: dict[str, str] | None,
-    seg_pattern: str | None,
-    label_convention: str | None,
-) -> tuple[dict[str, Any], set[int] | None]:
-    """One NIfTI case's row and, when the convention is to be detected, its mask values."""
-    import SimpleITK as sitk
-
-    from radsurv.data.nifti import resolve_case_files
-
-    images, seg, _ = resolve_case_files(folder, modality_patterns, seg_pattern)
-    first = images[next(m for m in MODALITIES if m in images)]
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(first))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise DataError(f"cannot read the NIfTI header of {first}") from exc
-    size = reader.GetSize()  # (x, y, z)
-    values = None
-    if seg is not None and label_convention is None:
-        try:
-            mask = sitk.GetArrayFromImage(sitk.ReadImage(str(seg)))
-        except RuntimeError as exc:
-            raise DataError(f"cannot read the mask {seg}") from exc
-        values = {int(v) for v in np.unique(mask)}
-    entries = [f"{m}={images[m].relative_to(folder).as_posix()}" for m in images]
-    if seg is not None:
-        entries.append(f"seg={seg.relative_to(folder).as_posix()}")
-    ordered = [images[m] for m in images] + ([seg] if seg is not None else [])
-    row = {
-        "case_id": case_id,
-        "format": "nifti",
-        "source": source,
-        "files": ";".join(entries),
-        "volume": pd.NA,
-        "n_slices": int(size[2]),
-        "shape": "x".join(str(int(s)) for s in reversed(size)),
-        "spacing": "x".join(f"{s:g}" for s in reader.GetSpacing()),
-        "modalities": ",".join(images),
-        "has_mask": seg is not None,
-        "label_convention": label_convention if seg is not None else "",
-        "channel_order": "",
-        CHECKSUM_COLUMN: content_checksum(ordered, "nifti") if checksum else "",
-    }
-    return row, values
-
-
-def _nifti_rows(
+def _case_rows(
     data: Path,
+    fmt: str,
     base: Path,
     checksum: bool,
-    modality_patterns: dict[str, str] | None,
-    seg_pattern: str | None,
-    label_convention: str | None,
+    options: ReadOptions,
+    listing: FolderListing,
+    jobs: int,
+    on_progress: Callable[[int, int, str], None] | None,
 ) -> list[dict[str, Any]]:
-    from radsurv.data.nifti import find_nifti_cases
-
+    """The rows of every case of ``data``, sorted by case id, ``jobs`` cases at a time."""
+    layout = get_format(fmt)
+    entries = sorted(layout.list_cases(data, options, listing), key=lambda e: e.case_id)
+    tasks = [(layout.name, e, _rel(e.folder, base), checksum, options) for e in entries]
     rows = []
-    seg_values: dict[str, set[int]] = {}
-    for case_id, folder in find_nifti_cases(data, modality_patterns, seg_pattern).items():
-        source = _rel(folder, base)
-        try:
-            row, values = _nifti_row(
-                case_id, folder, source, checksum, modality_patterns, seg_pattern, label_convention
-            )
-        except DataError as exc:
-            rows.append(_problem_row(case_id, "nifti", source, exc))
-            continue
+    for done, row in enumerate(map_ordered(_row_task, tasks, jobs), start=1):
+        if row.get(PROBLEM_COLUMN):
+            logger.warning("case %s: %s", row["case_id"], row[PROBLEM_COLUMN])
         rows.append(row)
-        if values is not None:
-            seg_values[case_id] = values
-    if seg_values:
-        convention, reason = dataset_convention(seg_values)
-        logger.info(
-            "label convention %s detected (%s); pass --label-convention to fix it",
-            convention,
-            reason,
-        )
-        for row in rows:
-            if row.get("has_mask") is True:
-                row["label_convention"] = convention
-    return rows
+        if on_progress is not None:
+            on_progress(done, len(tasks), "cases")
+    return layout.finish_rows(rows, options)
 
 
 # --------------------------------------------------------------------------------- clinical
@@ -469,6 +285,8 @@ def build_manifest(
     site_column: str | None = None,
     subject_column: str | None = None,
     timepoint_column: str | None = None,
+    jobs: int = 1,
+    on_progress: Callable[[int, int, str], None] | None = None,
 ) -> pd.DataFrame:
     """Build the manifest of a dataset: one row per case.
 
@@ -500,6 +318,11 @@ def build_manifest(
         :func:`radsurv.data.cohort.read_cohort_columns` (unnamed columns are found by their
         usual names: ``subject_id``, ``timepoint``, ``site``). ``None`` uses ``cohort.csv``
         beside the data (``radsurv synth --timepoints 2`` writes one), if any.
+    jobs
+        Worker processes that describe (and checksum) the cases; the rows are identical to
+        ``jobs=1`` and in the same order.
+    on_progress
+        Called as ``on_progress(done, total, "cases")`` after each case.
 
     Returns
     -------
@@ -519,20 +342,20 @@ def build_manifest(
     """
     data = Path(data)
     base = Path(relative_to) if relative_to is not None else Path.cwd()
-    fmt = fmt or detect_format(data)
-    if fmt not in FORMATS:
-        raise ManifestError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    check_jobs(jobs)
+    listing = FolderListing()  # one listing of each folder for detection, listing, reading
+    fmt = _format(fmt or detect_format(data, listing)).name
     if label_convention is not None and label_convention not in LABEL_CONVENTIONS:
         raise ManifestError(
             f"unknown label convention {label_convention!r}; "
             f"choose from {', '.join(LABEL_CONVENTIONS)}"
         )
-    if fmt == "kaggle":
-        if modality_patterns or seg_pattern:
-            logger.warning("--modality/--seg apply to NIfTI data only; ignored for a Kaggle pack")
-        rows = _kaggle_rows(data, base, checksum)
-    else:
-        rows = _nifti_rows(data, base, checksum, modality_patterns, seg_pattern, label_convention)
+    options = ReadOptions(
+        modality_patterns=modality_patterns,
+        seg_pattern=seg_pattern,
+        label_convention=label_convention,
+    )
+    rows = _case_rows(data, fmt, base, checksum, options, listing, jobs, on_progress)
     df = pd.DataFrame(rows, columns=[*BASE_COLUMNS[:-1], CHECKSUM_COLUMN, PROBLEM_COLUMN])
     df[PROBLEM_COLUMN] = df[PROBLEM_COLUMN].fillna("")
     df = df.set_index("case_id", drop=False)
@@ -689,13 +512,16 @@ class Manifest:
         dup = ids[ids.duplicated()]
         if len(dup):
             raise ManifestError(f"{where}: duplicate case ids {_examples(set(dup))}")
-        bad = sorted(set(table["format"]) - set(FORMATS))
+        names = {value: canonical_name(value) for value in set(table["format"].astype(str))}
+        bad = sorted(value for value, name in names.items() if name is None)
         if bad:
             raise ManifestError(f"{where}: unknown format value(s) {bad}; use kaggle or nifti")
+        if any(name != value for value, name in names.items()):  # an alias (kaggle_hdf5)
+            table = table.assign(format=table["format"].astype(str).map(names))
         self.table = table.set_index(ids, drop=False).rename_axis(None)
         self.root = Path(root)
         self.path = path
-        self._packs: dict[Path, dict[str, Any]] = {}
+        self._state: dict[str, Any] = {}  # per-format scratch (e.g. folder listings)
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
@@ -753,7 +579,8 @@ class Manifest:
         return (self.root / str(self.row(case_id)["source"])).resolve()
 
     def load_case(self, case_id: str, cache_dir: Path | None = None) -> Case:
-        """Load one case as recorded: Kaggle rows via the volume cache, NIfTI rows by file name.
+        """Load one case as recorded, through its format (:mod:`radsurv.data.formats`): Kaggle
+        rows via the volume cache, NIfTI rows by file name.
 
         Parameters
         ----------
@@ -776,65 +603,13 @@ class Manifest:
                 f"case {case_id}: source {source} (from {self.path or 'the manifest'}) does not "
                 "exist; the data moved? Rebuild the manifest with `radsurv manifest`"
             )
-        if row["format"] == "kaggle":
-            return self._load_kaggle(case_id, row, source, cache_dir)
-        return self._load_nifti(case_id, row, source)
-
-    def _load_kaggle(self, case_id: str, row: pd.Series, source: Path, cache_dir: Path | None):
-        from radsurv.data.hdf5 import DEFAULT_CHANNEL_ORDER, read_volume, scan_pack
-
-        order_text = str(row.get("channel_order", "") or "")
-        order = tuple(order_text.split(",")) if order_text else DEFAULT_CHANNEL_ORDER
-        pack_volume = self._recorded_volume(row, source)
-        if pack_volume is None:  # files renamed or moved since: list the folder
-            if source not in self._packs:
-                self._packs[source] = scan_pack(source)
-            pack_volume = self._packs[source].get(case_id)
-        if pack_volume is None:
-            raise DataError(f"case {case_id}: no slice files for it under {source}")
-        if cache_dir is not None:
-            from radsurv.data.cache import read_volume_cached
-
-            return read_volume_cached(pack_volume, Path(cache_dir), order)
-        return read_volume(pack_volume, order)
-
-    @staticmethod
-    def _recorded_volume(row: pd.Series, source: Path) -> Any:
-        """The PackVolume the row describes when all its files are there (no folder scan)."""
-        from radsurv.data.hdf5 import PackVolume, slice_filename
-
-        try:
-            volume, n_slices = int(row["volume"]), int(row["n_slices"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        files = {z: source / slice_filename(volume, z) for z in range(n_slices)}
-        if not all(f.is_file() for f in files.values()):
-            return None
-        return PackVolume(volume, files)
-
-    def _load_nifti(self, case_id: str, row: pd.Series, source: Path) -> Case:
-        from radsurv.data.nifti import read_nifti_case
-
-        patterns: dict[str, str] = {}
-        seg = None
-        for entry in str(row.get("files", "") or "").split(";"):
-            if "=" not in entry:
-                continue
-            key, name = entry.split("=", 1)
-            if key == "seg":
-                seg = glob.escape(name)
-            else:
-                patterns[key] = glob.escape(name)
-        if not patterns:
-            raise ManifestError(
-                f"case {case_id}: NIfTI row of {self.path or 'the manifest'} lists no files; "
-                "rebuild the manifest with `radsurv manifest`"
-            )
-        convention = str(row.get("label_convention", "") or "") or None
-        case = read_nifti_case(source, case_id, patterns, seg, convention)
-        if seg is not None and case.labels is None:
-            raise DataError(f"case {case_id}: mask {seg} listed in the manifest is missing")
-        return case
+        return get_format(row["format"]).read_row(
+            row,
+            source,
+            where=str(self.path or "the manifest"),
+            state=self._state,
+            cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        )
 
     def cohort(self) -> pd.DataFrame:
         """``subject_id``, ``timepoint``, ``site`` by case id (defaults for older manifests).

@@ -27,6 +27,7 @@ import numpy as np
 
 from radsurv.data.case import Case, exact_float_dtype
 from radsurv.data.labels import LABEL_CONVENTIONS, MODALITIES, detect_convention, to_canonical
+from radsurv.data.listing import FolderListing
 from radsurv.errors import DataError
 
 if TYPE_CHECKING:
@@ -82,9 +83,9 @@ def _match(folder: Path, pattern: str, names: list[str]) -> list[Path]:
     return [folder / n for n in sorted(names) if fnmatch.fnmatchcase(n, pattern)]
 
 
-def _list_files(folder: Path) -> list[str]:
+def _list_files(folder: Path, listing: FolderListing | None = None) -> list[str]:
     try:
-        return [e.name for e in os.scandir(folder) if e.is_file()]
+        return (listing if listing is not None else FolderListing()).files(folder)
     except OSError as exc:
         raise NiftiError(f"cannot list NIfTI case folder {folder}: {exc}") from exc
 
@@ -93,6 +94,7 @@ def resolve_case_files(
     folder: Path,
     modality_patterns: Mapping[str, str] | None = None,
     seg_pattern: str | None = None,
+    listing: FolderListing | None = None,
 ) -> tuple[dict[str, Path], Path | None, str]:
     """Find the image and mask files of one case folder.
 
@@ -106,6 +108,8 @@ def resolve_case_files(
     seg_pattern
         Glob pattern of the label mask. ``None``: the scheme's mask name (``*_seg.nii*`` or
         ``*-seg.nii*``); a folder without one has no ground truth.
+    listing
+        Folder listings shared with the rest of a run (see :mod:`radsurv.data.listing`).
 
     Returns
     -------
@@ -116,7 +120,7 @@ def resolve_case_files(
     folder = Path(folder)
     if not folder.is_dir():
         raise NiftiError(f"NIfTI case folder {folder} does not exist or is not a folder")
-    names = _list_files(folder)
+    names = _list_files(folder, listing)
     if modality_patterns:
         unknown = [m for m in modality_patterns if m not in MODALITIES]
         if unknown:
@@ -276,6 +280,7 @@ def read_nifti_case(
     modality_patterns: dict[str, str] | None = None,
     seg_pattern: str | None = None,
     label_convention: str | None = None,
+    listing: FolderListing | None = None,
 ) -> Case:
     """Read one NIfTI case folder into a :class:`Case`.
 
@@ -294,6 +299,8 @@ def read_nifti_case(
     label_convention
         ``brats2015``, ``brats2020`` or ``brats2023``. ``None`` detects it from the mask values
         (logged at INFO with the reason and recorded in ``provenance``).
+    listing
+        Folder listings shared with the rest of a run (the case folder is listed once).
 
     Returns
     -------
@@ -326,7 +333,7 @@ def read_nifti_case(
             f"case {case_id}: unknown label convention {label_convention!r}; "
             f"choose from {', '.join(LABEL_CONVENTIONS)}"
         )
-    files, seg_path, scheme = resolve_case_files(folder, modality_patterns, seg_pattern)
+    files, seg_path, scheme = resolve_case_files(folder, modality_patterns, seg_pattern, listing)
     images: dict[str, np.ndarray] = {}
     reference: tuple | None = None
     reference_path: Path | None = None
@@ -441,12 +448,14 @@ def find_nifti_cases(
     root: Path,
     modality_patterns: dict[str, str] | None = None,
     seg_pattern: str | None = None,
+    listing: FolderListing | None = None,
 ) -> dict[str, Path]:
     """Find the case folders of a NIfTI dataset: case id (folder name) -> folder, sorted by id.
 
     A folder is a case folder when a file directly inside it matches one of the modality
     patterns (the BraTS 2020 and 2021-2023 names when ``modality_patterns`` is ``None``). The
     tree under ``root`` is searched at any depth; ``root`` itself may be a case folder.
+    ``listing`` shares the folder listings with the rest of a run.
 
     Raises
     ------
@@ -463,9 +472,9 @@ def find_nifti_cases(
     simple = [p for p in patterns if "/" not in p]
     nested = [p for p in patterns if "/" in p]
     cases: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    listing = listing if listing is not None else FolderListing()
+    for folder, dirnames, filenames in listing.walk(root):
         dirnames.sort()
-        folder = Path(dirpath)
         hit = any(fnmatch.fnmatchcase(n, p) for n in filenames for p in simple) or any(
             any(f.is_file() for f in folder.glob(p)) for p in nested
         )

@@ -29,7 +29,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import pandas as pd
 from radsurv.atomic import atomic_write_bytes
 from radsurv.data.case import Case
 from radsurv.data.labels import MODALITIES
+from radsurv.data.sources import CaseSource
 from radsurv.errors import ConfigError, FeatureExtractionError, RadsurvError
 from radsurv.features.extract import (
     ExtractionConfig,
@@ -65,11 +65,13 @@ STATUS_COLUMNS = ("case_id", "status", "seconds", "error", "notes", "resumed")
 
 @dataclass
 class CaseRef:
-    """How a worker gets one case: an in-memory Case, or a manifest row (+ optional mask file)."""
+    """How a worker gets one case: an in-memory Case, or the data layer's
+    :class:`~radsurv.data.sources.CaseSource` of a manifest row (+ optional mask file), with
+    what the manifest records about it (problem, checksum, shape, modality count)."""
 
     case_id: str
     case: Case | None = None
-    manifest: str | None = None
+    source: CaseSource | None = None
     mask_path: str | None = None
     labels: np.ndarray | None = None
     problem: str | None = None
@@ -102,21 +104,14 @@ def input_key(ref: CaseRef) -> str:
     return digest.hexdigest()[:16]
 
 
-@lru_cache(maxsize=4)
-def _manifest(path: str) -> Any:
-    from radsurv.data.manifest import Manifest
-
-    return Manifest.read(Path(path))
-
-
 def load_ref(ref: CaseRef) -> tuple[Case, np.ndarray | None]:
     """Read the case (and its mask override) a reference points to; runs inside the worker."""
     if ref.problem:
         raise FeatureExtractionError(f"case {ref.case_id}: {ref.problem}")
     if ref.case is not None:
         case = ref.case
-    elif ref.manifest is not None:
-        case = _manifest(ref.manifest).load_case(ref.case_id)
+    elif ref.source is not None:
+        case = ref.source.load()
     else:
         raise FeatureExtractionError(f"case {ref.case_id}: no case data and no manifest")
     labels = ref.labels
@@ -196,14 +191,12 @@ def case_refs(source: Any, masks: Any = "ground-truth") -> tuple[list[CaseRef], 
         from radsurv.data.manifest import Manifest
 
         manifest = Manifest.read(Path(source))
-        path = str(Path(source).resolve())
     elif isinstance(source, Case):
         return case_refs([source], masks)
     elif hasattr(source, "load_case") and hasattr(source, "table"):
         manifest = source
         if manifest.path is None:
             raise ConfigError("an in-memory Manifest cannot be sent to workers; write it first")
-        path = str(Path(manifest.path).resolve())
     else:
         cases = list(source)
         if not all(isinstance(c, Case) for c in cases):
@@ -214,9 +207,12 @@ def case_refs(source: Any, masks: Any = "ground-truth") -> tuple[list[CaseRef], 
             refs.append(CaseRef(case.case_id, case=case, mask_path=mask_path, labels=labels))
         common = [m for m in MODALITIES if all(m in c.images for c in cases)]
         return refs, common or None
+    from radsurv.data.sources import manifest_sources
+
     refs = []
     sets = []
-    for case_id in manifest.case_ids:
+    for case_source in manifest_sources(manifest):  # picklable: workers read the file once
+        case_id = case_source.case_id
         row = manifest.row(case_id)
         mask_path, labels = _mask_for(case_id, masks, row, manifest.root)
         problem = str(row.get("problem", "") or "") or None
@@ -226,7 +222,7 @@ def case_refs(source: Any, masks: Any = "ground-truth") -> tuple[list[CaseRef], 
         refs.append(
             CaseRef(
                 case_id,
-                manifest=path,
+                source=case_source,
                 mask_path=mask_path,
                 labels=labels,
                 problem=problem,
