@@ -81,19 +81,28 @@ def train(
 
 @seg_app.command("predict")
 def predict(
-    model: Path = typer.Option(..., "--model", help="Checkpoint from `radsurv segment train`."),
+    model: Path = typer.Option(
+        ...,
+        "--model",
+        help="Checkpoint or ensemble index (--folds) from `radsurv segment train`.",
+    ),
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest CSV of the cases."),
     out: Path = typer.Option(..., "--out", "-o", help="Masks folder: OUT/<case_id>.nii.gz."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     postprocess: bool = typer.Option(
         True, "--postprocess/--no-postprocess", help="Small ET -> NCR, drop small islands."
     ),
+    tta: bool = typer.Option(
+        False,
+        "--tta/--no-tta",
+        help="Mirror test-time augmentation: average over flips (2D: 4 passes, 3D: 8).",
+    ),
 ) -> None:
     """Write one canonical label mask per case; failures go to OUT/segment_status.csv."""
     from radsurv.segmentation import predict_masks
     from radsurv.segmentation.predict import STATUS_FILE
 
-    records = predict_masks(model, manifest, out, device=device, postprocess=postprocess)
+    records = predict_masks(model, manifest, out, device=device, postprocess=postprocess, tta=tta)
     failed = [r for r in records if r["status"] == "failed"]
     typer.echo(
         f"wrote {len(records) - len(failed)} mask(s) to {out}; status in {out / STATUS_FILE}"
