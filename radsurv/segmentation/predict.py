@@ -1,7 +1,7 @@
 """Apply a trained model: one case -> canonical labels; a batch of cases -> NIfTI masks.
 
 Batch prediction records every case's outcome in ``segment_status.csv`` (``case_id, status,
-mask, seconds, error``) and goes on after a failing case.
+mask, seconds, error, missing_modalities, note``) and goes on after a failing case.
 """
 
 from __future__ import annotations
@@ -22,16 +22,20 @@ from radsurv.errors import RadsurvError
 from radsurv.segmentation.checkpoint import CheckpointError, load_state, read_checkpoint
 from radsurv.segmentation.config import SegmentationConfig
 from radsurv.segmentation.device import resolve_device
-from radsurv.segmentation.inference import infer_probabilities
+from radsurv.segmentation.inference import GuardedCompiled, segment_arrays
 from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.postprocess import postprocess_labels
-from radsurv.segmentation.preprocess import case_input, regions_to_labels
+from radsurv.segmentation.preprocess import check_modalities, present_images
 from radsurv.segmentation.sources import CaseSource, case_loaders
 
 logger = logging.getLogger(__name__)
 
 STATUS_FILE = "segment_status.csv"
-STATUS_COLUMNS = ("case_id", "status", "mask", "seconds", "error")
+STATUS_COLUMNS = ("case_id", "status", "mask", "seconds", "error", "missing_modalities", "note")
+NO_DROPOUT_NOTE = (
+    "the model was trained without modality dropout (modality_dropout=0), so it never saw a "
+    "missing channel: expect a worse mask; train with `segment train --modality-dropout`"
+)
 
 
 @dataclass
@@ -115,7 +119,10 @@ def _ensemble_members(
 
 
 def load_model(
-    path: str | Path, device: str | torch.device = "auto", amp: bool = True
+    path: str | Path,
+    device: str | torch.device = "auto",
+    amp: bool = True,
+    compile: bool = False,
 ) -> SegmentationModel:
     """Load a checkpoint written by :func:`~radsurv.segmentation.train.train_segmentation`.
 
@@ -124,6 +131,12 @@ def load_model(
     probabilities. Loading uses ``torch.load(weights_only=True)``; a file of another format, a
     damaged file, weights that do not match the stored config, or an ensemble member trained
     with another config raise a :class:`CheckpointError` naming the file.
+
+    ``amp`` runs the networks under bfloat16 autocast on CUDA (float16 where bfloat16 is not
+    supported; nothing on the CPU). ``compile`` wraps them in ``torch.compile``
+    (:class:`~radsurv.segmentation.inference.GuardedCompiled`: compiles at the first call of
+    each input shape, and falls back to eager with a warning if compiling fails). It pays off
+    on a GPU over many cases; off by default, and rarely worth it on the CPU.
     """
     path = Path(path)
     payload, config = read_checkpoint(path)
@@ -137,7 +150,7 @@ def load_model(
         network = build_network(config)
         load_state(network, member_payload["state_dict"], file)
         _place(network, config, dev)
-        networks.append(network)
+        networks.append(GuardedCompiled(network) if compile else network)
     info = {
         k: payload.get(k)
         for k in ("epoch", "best_metric", "history", "train_cases", "val_cases", "seed")
@@ -151,21 +164,48 @@ def load_model(
 
 
 def segment_case(
-    model: SegmentationModel, case: Case, postprocess: bool = True, tta: bool = False
+    model: SegmentationModel,
+    case: Case,
+    postprocess: bool = True,
+    tta: bool = False,
+    allow_missing_modalities: bool = False,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Canonical label mask (uint8 (z, y, x), values 0/1/2/4) predicted for ``case``.
 
-    ``tta`` averages the probabilities over mirror flips of the input (4 passes for 2D models,
-    8 for 3D); an ensemble model averages over its members too.
+    The case goes to the model's device once and stays there through normalisation, the
+    network(s), the sigmoid, the thresholds and the labels
+    (:func:`~radsurv.segmentation.inference.segment_arrays`); post-processing runs on the CPU
+    inside the tumour's bounding box.
 
-    Raises :class:`ModalityMismatchError` when the case lacks a modality of the model and
-    :class:`BadVolumeError` for NaN/inf, all-zero or constant images (messages name the case).
+    Parameters
+    ----------
+    tta
+        Average the probabilities over mirror flips of the input (4 passes for 2D models, 8
+        for 3D); an ensemble model averages over its members too.
+    allow_missing_modalities
+        Segment a case that lacks some of the model's modalities with the channels present,
+        the missing ones as all-zero normalised channels (what a model trained with modality
+        dropout saw). A case with none of them is refused all the same.
+    batch_size
+        Slices (2D) or patches (3D) per network call (default: 128/4 on CUDA, 16/1 on CPU).
+
+    Raises :class:`ModalityMismatchError` when the case lacks a modality of the model (unless
+    allowed) and :class:`BadVolumeError` for NaN/inf, all-zero or constant images (messages
+    name the case).
     """
-    image = case_input(case, model.config)
-    probs = infer_probabilities(
-        model.members, image, model.config, model.device, model.amp, tta=tta
+    names, arrays = present_images(case, model.config.modalities, allow_missing_modalities)
+    labels = segment_arrays(
+        model.members,
+        arrays,
+        model.config,
+        model.device,
+        model.amp,
+        tta=tta,
+        names=names,
+        case_id=case.case_id,
+        batch_size=batch_size,
     )
-    labels = regions_to_labels(probs > model.config.threshold)
     if postprocess:
         labels = postprocess_labels(labels, case.spacing)
     return labels
@@ -186,6 +226,8 @@ def predict_masks(
     postprocess: bool = True,
     overwrite: bool = True,
     tta: bool = False,
+    allow_missing_modalities: bool = False,
+    compile: bool = False,
 ) -> list[dict[str, Any]]:
     """Segment every case of ``source`` into ``out_dir/<case_id>.nii.gz``.
 
@@ -203,6 +245,14 @@ def predict_masks(
         Re-segment cases whose mask already exists (else they are skipped as ``exists``).
     tta
         Mirror test-time augmentation (see :func:`segment_case`).
+    allow_missing_modalities
+        Segment cases lacking some of the model's modalities with the channels present (see
+        :func:`segment_case`); the missing ones are recorded in the status
+        (``missing_modalities``, ";"-separated), with a ``note`` when the model was trained
+        without modality dropout. Without it such a case fails with a
+        :class:`ModalityMismatchError` naming the case and the modalities.
+    compile
+        ``torch.compile`` the network when ``model`` is a path (see :func:`load_model`).
 
     Returns
     -------
@@ -210,7 +260,8 @@ def predict_masks(
         One status record per case (``status`` is ``ok``, ``exists`` or ``failed``).
     """
     if not isinstance(model, SegmentationModel):
-        model = load_model(model, device)
+        model = load_model(model, device, compile=compile)
+    dropout = float(getattr(model.config, "modality_dropout", 0.0) or 0.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
@@ -223,13 +274,27 @@ def predict_masks(
             "status": "ok",
             "mask": str(path),
             "error": "",
+            "missing_modalities": "",
+            "note": "",
         }
         if path.exists() and not overwrite:
             record["status"] = "exists"
         else:
             try:
                 case = loader.load()
-                write_mask(case, segment_case(model, case, postprocess, tta=tta), path)
+                missing = check_modalities(case, model.config.modalities, allow_missing_modalities)
+                if missing:
+                    record["missing_modalities"] = ";".join(missing)
+                    if dropout == 0.0:
+                        record["note"] = NO_DROPOUT_NOTE
+                labels = segment_case(
+                    model,
+                    case,
+                    postprocess,
+                    tta=tta,
+                    allow_missing_modalities=allow_missing_modalities,
+                )
+                write_mask(case, labels, path)
             except (RadsurvError, OSError, RuntimeError, ValueError) as exc:
                 # one bad case must not stop the batch: record it and go on
                 record.update(status="failed", mask="", error=f"{type(exc).__name__}: {exc}")
