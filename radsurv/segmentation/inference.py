@@ -26,7 +26,7 @@ from monai.inferers import SlidingWindowInferer
 
 from radsurv.data.case import exact_float_dtype
 from radsurv.segmentation.config import SegmentationConfig
-from radsurv.segmentation.device import autocast
+from radsurv.segmentation.device import autocast, without_cudnn_autotuning
 from radsurv.segmentation.preprocess import (
     bounding_box,
     foreground_mask,
@@ -161,8 +161,6 @@ def probabilities_tensor(
         net.eval()
     batch = batch_size or default_batch_size(config, device)
     x = image[None].float()
-    spatial = (slice(None), slice(None), *(slice(0, n) for n in x.shape[2:]))
-    k = config.divisor
     inferer = None
     if config.dim == "3d":
         inferer = SlidingWindowInferer(
@@ -174,20 +172,41 @@ def probabilities_tensor(
         )
     flips = tta_flips(config.dim) if tta else [()]
     total: torch.Tensor | None = None
-    for flip in flips:
-        xf = torch.flip(x, flip) if flip else x
-        xf = _pad_to_multiple(xf, (3, 4) if config.dim == "2d" else (2, 3, 4), k)
-        for net in nets:
-            if inferer is None:
-                probs = _slice_probabilities(net, xf, batch, device, amp)
-            else:
-                with autocast(device, amp):
-                    probs = torch.sigmoid(inferer(xf, net).float())
-            probs = probs[spatial]
-            probs = torch.flip(probs, flip) if flip else probs
-            total = probs.clone() if total is None else total.add_(probs)
+    # head boxes differ from case to case: cuDNN autotuning (benchmark mode, which training
+    # switches on) would re-tune every new shape and cost more than it saves
+    with without_cudnn_autotuning():
+        for flip in flips:
+            total = _accumulate(total, nets, x, flip, config, inferer, batch, device, amp)
     assert total is not None
     return total[0].div_(len(flips) * len(nets))
+
+
+def _accumulate(
+    total: torch.Tensor | None,
+    nets: list[torch.nn.Module],
+    x: torch.Tensor,
+    flip: tuple[int, ...],
+    config: SegmentationConfig,
+    inferer: SlidingWindowInferer | None,
+    batch: int,
+    device: torch.device,
+    amp: bool,
+) -> torch.Tensor:
+    """Add every network's probabilities for one mirror flip of ``x`` to ``total``."""
+    spatial = (slice(None), slice(None), *(slice(0, n) for n in x.shape[2:]))
+    xf = torch.flip(x, flip) if flip else x
+    xf = _pad_to_multiple(xf, (3, 4) if config.dim == "2d" else (2, 3, 4), config.divisor)
+    for net in nets:
+        if inferer is None:
+            probs = _slice_probabilities(net, xf, batch, device, amp)
+        else:
+            with autocast(device, amp):
+                probs = torch.sigmoid(inferer(xf, net).float())
+        probs = probs[spatial]
+        probs = torch.flip(probs, flip) if flip else probs
+        total = probs.clone() if total is None else total.add_(probs)
+    assert total is not None
+    return total
 
 
 @torch.no_grad()
@@ -236,6 +255,38 @@ def upload(arrays: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
+def segment_box(
+    network: torch.nn.Module | Sequence[torch.nn.Module],
+    arrays: Sequence[np.ndarray],
+    config: SegmentationConfig,
+    device: torch.device,
+    amp: bool = True,
+    tta: bool = False,
+    names: Sequence[str] | None = None,
+    case_id: str = "?",
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Canonical labels of the head's box (+2 voxels) and the box; everything outside is 0.
+
+    The work of :func:`segment_arrays`, without pasting the box into a whole volume (so
+    post-processing can stay inside the box too).
+    """
+    names = list(names) if names is not None else list(config.modalities)
+    raw = upload(arrays, device)
+    present, box = normalise_tensor(raw, case_id, names)
+    del raw
+    present = present[(slice(None), *box)]
+    if len(names) == config.in_channels:
+        image = present
+    else:
+        image = torch.zeros((config.in_channels, *present.shape[1:]), device=device)
+        for c, name in enumerate(names):
+            image[config.modalities.index(name)] = present[c]
+    probs = probabilities_tensor(network, image, config, device, amp, tta, batch_size)
+    labels = regions_to_labels_tensor(probs > config.threshold).cpu().numpy()  # one D2H copy
+    return labels, box
+
+
 def segment_arrays(
     network: torch.nn.Module | Sequence[torch.nn.Module],
     arrays: Sequence[np.ndarray],
@@ -255,25 +306,19 @@ def segment_arrays(
         One network or an ensemble's members.
     arrays
         The raw (z, y, x) images of the modalities present, as stored (not normalised).
+    config, device, amp
+        The model's config, where it runs, and autocast on CUDA.
+    tta
+        Average over mirror flips (:func:`tta_flips`).
     names
         Their modality names; a modality of ``config.modalities`` not in ``names`` becomes an
         all-zero normalised channel (default: all present, in ``config.modalities`` order).
     case_id
         Named in the errors of bad volumes (:class:`BadVolumeError`).
+    batch_size
+        Slices (2D) or patches (3D) per network call (:func:`default_batch_size`).
     """
-    names = list(names) if names is not None else list(config.modalities)
-    raw = upload(arrays, device)
-    present, box = normalise_tensor(raw, case_id, names)
-    del raw
-    present = present[(slice(None), *box)]
-    if len(names) == config.in_channels:
-        image = present
-    else:
-        image = torch.zeros((config.in_channels, *present.shape[1:]), device=device)
-        for c, name in enumerate(names):
-            image[config.modalities.index(name)] = present[c]
-    probs = probabilities_tensor(network, image, config, device, amp, tta, batch_size)
-    labels = regions_to_labels_tensor(probs > config.threshold).cpu().numpy()  # one D2H copy
+    labels, box = segment_box(network, arrays, config, device, amp, tta, names, case_id, batch_size)
     out = np.zeros(arrays[0].shape, dtype=np.uint8)
     out[box] = labels
     return out

@@ -22,7 +22,7 @@ from radsurv.errors import RadsurvError
 from radsurv.segmentation.checkpoint import CheckpointError, load_state, read_checkpoint
 from radsurv.segmentation.config import SegmentationConfig
 from radsurv.segmentation.device import resolve_device
-from radsurv.segmentation.inference import GuardedCompiled, segment_arrays
+from radsurv.segmentation.inference import GuardedCompiled, segment_box
 from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.postprocess import postprocess_labels
 from radsurv.segmentation.preprocess import check_modalities, present_images
@@ -195,7 +195,7 @@ def segment_case(
     name the case).
     """
     names, arrays = present_images(case, model.config.modalities, allow_missing_modalities)
-    labels = segment_arrays(
+    crop, box = segment_box(
         model.members,
         arrays,
         model.config,
@@ -206,8 +206,10 @@ def segment_case(
         case_id=case.case_id,
         batch_size=batch_size,
     )
-    if postprocess:
-        labels = postprocess_labels(labels, case.spacing)
+    if postprocess:  # every tumour voxel lies in the head's box: clean the box only
+        crop = postprocess_labels(crop, case.spacing)
+    labels = np.zeros(case.shape, dtype=np.uint8)
+    labels[box] = crop
     return labels
 
 

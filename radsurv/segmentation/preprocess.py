@@ -165,9 +165,10 @@ def case_input(case: Case, config: SegmentationConfig, allow_missing: bool = Fal
 def _background_values(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per channel: the value most of the 8 corners share (ties: the smallest), and whether
     at least half the corners share it; the tensor twin of :func:`_background_value`."""
-    c = images.shape[0]
-    idx = [torch.tensor([0, n - 1], device=images.device) for n in images.shape[1:]]
-    corners = images[:, idx[0]][:, :, idx[1]][:, :, :, idx[2]].reshape(c, -1)
+    # eight views, no index tensor: nothing is copied to the device
+    corners = torch.stack(
+        [images[:, a, b, c] for a in (0, -1) for b in (0, -1) for c in (0, -1)], dim=1
+    )
     counts = (corners[:, :, None] == corners[:, None, :]).sum(-1)  # (C, 8)
     best = counts.max(dim=1, keepdim=True).values
     inf = torch.full_like(corners, float("inf"))
@@ -240,10 +241,7 @@ def regions_to_labels_tensor(regions: torch.Tensor) -> torch.Tensor:
     tc = tc | et
     wt = wt | tc
     labels = torch.zeros(wt.shape, dtype=torch.uint8, device=regions.device)
-    labels[wt] = LABEL_ED
-    labels[tc] = LABEL_NCR
-    labels[et] = LABEL_ET
-    return labels
+    return labels.masked_fill_(wt, LABEL_ED).masked_fill_(tc, LABEL_NCR).masked_fill_(et, LABEL_ET)
 
 
 def labels_to_regions(labels: np.ndarray) -> np.ndarray:
