@@ -119,12 +119,9 @@ def foreground_mask(images: np.ndarray) -> np.ndarray:
     return mask
 
 
-def normalise(images: np.ndarray, case_id: str = "?", names: list[str] | None = None) -> np.ndarray:
-    """Z-score each channel of a (C, ...) float stack over the head; background -> 0.
-
-    Raises :class:`BadVolumeError` naming the case (and the channel's modality, when ``names``
-    gives them) for an image without head or a channel constant inside the head.
-    """
+def _normalise(
+    images: np.ndarray, case_id: str, names: list[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
     out = np.zeros(images.shape, dtype=np.float32)
     fg = foreground_mask(images)
     if not fg.any():
@@ -135,7 +132,34 @@ def normalise(images: np.ndarray, case_id: str = "?", names: list[str] | None = 
         if sd == 0:
             raise constant_channel_error(case_id, c, names[c] if names else None)
         out[c][fg] = ((values - values.mean()) / sd).astype(np.float32)
-    return out
+    return out, fg
+
+
+def normalise(images: np.ndarray, case_id: str = "?", names: list[str] | None = None) -> np.ndarray:
+    """Z-score each channel of a (C, ...) float stack over the head; background -> 0.
+
+    Raises :class:`BadVolumeError` naming the case (and the channel's modality, when ``names``
+    gives them) for an image without head or a channel constant inside the head.
+    """
+    return _normalise(images, case_id, names)[0]
+
+
+def normalise_with_box(
+    images: np.ndarray, case_id: str = "?", names: list[str] | None = None
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """:func:`normalise`, plus the head's bounding box grown by 2 voxels (as the tensor twin)."""
+    out, fg = _normalise(images, case_id, names)
+    return out, bounding_box(fg, margin=2)
+
+
+def check_values(case_id: str, names: list[str], arrays: list[np.ndarray]) -> None:
+    """Raise :class:`BadVolumeError` for a modality with NaN/inf voxels or all zero."""
+    for m, arr in zip(names, arrays, strict=True):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            raise nonfinite_error(case_id, m, int(arr.size - np.count_nonzero(finite)))
+        if not np.any(arr):
+            raise all_zero_error(case_id, m)
 
 
 def case_input(case: Case, config: SegmentationConfig, allow_missing: bool = False) -> np.ndarray:
@@ -146,13 +170,7 @@ def case_input(case: Case, config: SegmentationConfig, allow_missing: bool = Fal
     as usual.
     """
     names, arrays = present_images(case, config.modalities, allow_missing)
-    for m, arr in zip(names, arrays, strict=True):
-        if not np.all(np.isfinite(arr)):
-            raise nonfinite_error(
-                case.case_id, m, int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            )
-        if not np.any(arr):
-            raise all_zero_error(case.case_id, m)
+    check_values(case.case_id, names, arrays)
     present = normalise(np.stack(arrays), case.case_id, names)
     if len(names) == len(config.modalities):
         return present

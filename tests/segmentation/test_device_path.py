@@ -87,10 +87,16 @@ def test_device_path_refuses_bad_volumes_like_the_host_path(trained_model, probl
             case.images[m][0, 0, 0] = 5
     with pytest.raises(BadVolumeError) as host:
         case_input(case, model.config)
-    with pytest.raises(BadVolumeError) as device:
+    with pytest.raises(BadVolumeError) as path:
         segment_case(model, case)
-    assert str(device.value).split(";")[0] == str(host.value).split(";")[0]
-    assert "BraTS20_Training_002" in str(device.value)
+    # the tensor normalisation (the CUDA path) raises the same errors
+    names = model.config.modalities
+    raw = upload([case.images[m] for m in names], torch.device("cpu"))
+    with pytest.raises(BadVolumeError) as tensor:
+        normalise_tensor(raw, case.case_id, names)
+    first = str(host.value).split(";")[0]
+    assert str(path.value).split(";")[0] == first == str(tensor.value).split(";")[0]
+    assert "BraTS20_Training_002" in first
 
 
 @pytest.mark.parametrize("index", [1, 4])
