@@ -243,8 +243,9 @@ def run_dim(dim, train, test, device, shape, minutes, synth_s, args) -> dict:
     crop = "x".join(map(str, config.patch_size))
     print(f"\ndevice: {name}; {dim} model; cases {shape[2]}x{shape[1]}x{shape[0]} (x*y*z)")
     print(f"trained {train_s:.0f} s ({len(result.history)} epochs) on {len(train)} synthetic cases")
+    what = "channels-last, device-resident" if cuda else "CPU: numpy normalisation"
     print(
-        f"fast path ({precision}, channels-last, device-resident"
+        f"fast path ({precision}, {what}"
         f"{', torch.compile' if args.compile else ''}): {fast_s:.3f} s/case, "
         f"{1 / fast_s:.2f} cases/s (target <= 0.3 s/case on one H100/H200)"
     )
