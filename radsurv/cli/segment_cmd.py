@@ -124,23 +124,56 @@ def train(
 
 @seg_app.command("predict")
 def predict(
-    model: Path = typer.Option(..., "--model", help="Checkpoint from `radsurv segment train`."),
+    model: Path = typer.Option(
+        ...,
+        "--model",
+        help="Checkpoint or ensemble index (--folds) from `radsurv segment train`.",
+    ),
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest CSV of the cases."),
     out: Path = typer.Option(..., "--out", "-o", help="Masks folder: OUT/<case_id>.nii.gz."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     postprocess: bool = typer.Option(
         True, "--postprocess/--no-postprocess", help="Small ET -> NCR, drop small islands."
     ),
+    tta: bool = typer.Option(
+        False,
+        "--tta/--no-tta",
+        help="Mirror test-time augmentation: average over flips (2D: 4 passes, 3D: 8).",
+    ),
+    allow_missing_modalities: bool = typer.Option(
+        False,
+        "--allow-missing-modalities",
+        help="Segment cases lacking some of the model's modalities with the channels present "
+        "(best with a model trained with --modality-dropout); recorded in the status file.",
+    ),
+    compile: bool = typer.Option(
+        False, "--compile/--no-compile", help="torch.compile the network (GPU; falls back)."
+    ),
 ) -> None:
     """Write one canonical label mask per case; failures go to OUT/segment_status.csv."""
     from radsurv.segmentation import predict_masks
     from radsurv.segmentation.predict import STATUS_FILE
 
-    records = predict_masks(model, manifest, out, device=device, postprocess=postprocess)
+    records = predict_masks(
+        model,
+        manifest,
+        out,
+        device=device,
+        postprocess=postprocess,
+        tta=tta,
+        allow_missing_modalities=allow_missing_modalities,
+        compile=compile,
+    )
     failed = [r for r in records if r["status"] == "failed"]
     typer.echo(
         f"wrote {len(records) - len(failed)} mask(s) to {out}; status in {out / STATUS_FILE}"
     )
+    partial = [r for r in records if r.get("missing_modalities") and r["status"] == "ok"]
+    for r in partial:
+        typer.echo(f"{r['case_id']}: segmented without {r['missing_modalities']}", err=True)
+    notes = sorted({r["note"] for r in partial if r.get("note")})
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     for r in failed:
         typer.echo(f"failed {r['case_id']}: {r['error']}", err=True)
     if failed:

@@ -4,6 +4,9 @@ A checkpoint is a plain dict of tensors and primitive values (no pickled classes
 from an untrusted source cannot run code. Keys: ``format``, ``format_version``, ``config``,
 ``state_dict``, ``epoch``, ``best_metric``, ``history``, ``train_cases``, ``val_cases``, ``seed``
 and, in the resumable "last" checkpoint only, ``optimizer``.
+
+An ensemble index (``kind == "ensemble"``) holds ``members`` (checkpoint file names relative
+to the index's folder) and the members' shared ``config`` instead of a ``state_dict``.
 """
 
 from __future__ import annotations
@@ -62,6 +65,12 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], SegmentationConfig]:
             f"model file {path} has format version {payload['format_version']}; this radsurv "
             f"reads up to {FORMAT_VERSION}: upgrade radsurv"
         )
+    if payload.get("kind") == "ensemble":
+        members = payload.get("members")
+        if not isinstance(members, list | tuple) or not members:
+            raise CheckpointError(f"ensemble index {path} lists no member checkpoints")
+    elif "state_dict" not in payload:
+        raise CheckpointError(f"model file {path} holds no weights (state_dict); it is damaged")
     try:
         config = SegmentationConfig.from_dict(dict(payload["config"]))
     except (KeyError, TypeError) as exc:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -62,3 +63,18 @@ def autocast(device: torch.device, enabled: bool = True) -> AbstractContextManag
 def needs_grad_scaler(device: torch.device, amp: bool = True) -> bool:
     """Float16 autocast needs loss scaling; bfloat16 and float32 do not."""
     return device.type == "cuda" and amp and not torch.cuda.is_bf16_supported()
+
+
+@contextmanager
+def without_cudnn_autotuning() -> Iterator[None]:
+    """Switch cuDNN's benchmark mode off inside the block (restored afterwards).
+
+    Training turns it on (fixed crop shapes: tuning pays once). Inference sees a new head box
+    shape with nearly every case, and tuning each new shape costs more than it saves.
+    """
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous

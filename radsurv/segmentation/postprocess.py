@@ -1,4 +1,9 @@
-"""Standard post-processing of predicted label masks (connected components with SimpleITK)."""
+"""Standard post-processing of predicted label masks (connected components with SimpleITK).
+
+Components are labelled inside the tumour's bounding box (grown by one voxel) only: every
+component lies inside it, so the result is the same as over the whole volume, at the cost of
+the tumour's size instead of the case's.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radsurv.data.labels import LABEL_ET, LABEL_NCR
+from radsurv.segmentation.preprocess import bounding_box
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +32,7 @@ def postprocess_labels(
     min_et_mm3: float = 30.0,
     min_component_mm3: float = 200.0,
     min_component_fraction: float = 0.1,
+    crop: bool = True,
 ) -> np.ndarray:
     """Clean a canonical (z, y, x) label mask.
 
@@ -37,7 +44,9 @@ def postprocess_labels(
       tumour dominate HD95: on a held-out real BraTS case the relative rule took WT HD95 from
       75 to 15 mm and raised Dice; a satellite lesion under 10 % of the main one is lost.
 
-    ``spacing`` is SimpleITK order (x, y, z) in mm. Returns a new array.
+    ``spacing`` is SimpleITK order (x, y, z) in mm. ``crop`` works inside the tumour's
+    bounding box (identical result, faster; ``False`` labels the whole volume). Returns a new
+    array.
 
     Examples
     --------
@@ -47,6 +56,21 @@ def postprocess_labels(
     (0, 2)
     """
     out = np.array(labels, dtype=np.uint8, copy=True)
+    if crop:
+        box = bounding_box(out > 0, margin=1)
+        out[box] = _clean(out[box], spacing, min_et_mm3, min_component_mm3, min_component_fraction)
+        return out
+    return _clean(out, spacing, min_et_mm3, min_component_mm3, min_component_fraction)
+
+
+def _clean(
+    out: np.ndarray,
+    spacing: tuple[float, float, float],
+    min_et_mm3: float,
+    min_component_mm3: float,
+    min_component_fraction: float,
+) -> np.ndarray:
+    """:func:`postprocess_labels` on ``out`` in place (returned)."""
     voxel_mm3 = float(np.prod(spacing))
     et_cc, et_sizes = _components(out == LABEL_ET)
     small_et = np.flatnonzero(et_sizes * voxel_mm3 < min_et_mm3)

@@ -150,6 +150,16 @@ def test_gpu_bench_runs_quick_on_cpu(tmp_path):
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "s/case" in proc.stdout and "fp32/AMP" in proc.stdout
+    for text in ("s/case", "fp32/AMP", "host/fast", "TTA/fast", "slices/s", "57,195 slices"):
+        assert text in proc.stdout, text
     (fig,) = json.loads(out.read_text())
     assert fig["seconds_per_case_amp"] > 0 and fig["dim"] == "2d"
+    assert fig["tta_flips"] == 4 and fig["seconds_per_case_tta"] > 0
+    assert fig["train_samples_per_second"] > 0 and fig["pack_epoch_seconds_extrapolated"] > 0
+    assert set(fig["fast_stage_seconds"]) == {
+        "upload_normalise",
+        "network",
+        "labels_to_host",
+        "postprocess",
+    }
+    assert fig["fp32_amp_label_agreement"] == 1.0  # no autocast on the CPU: the same path
