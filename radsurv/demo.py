@@ -157,7 +157,8 @@ def _stage_plan(s: DemoSettings) -> list[tuple[str, Callable[[], dict[str, str]]
         if result.failed:
             raise RadsurvError(f"segment evaluate: cases failed: {result.failed}")
         return {"Dice/HD95 (held-out)": "segmentation/evaluation.json",
-                "per case": "segmentation/evaluation.csv"}  # fmt: skip
+                "per case": "segmentation/evaluation.csv",
+                "masks to look at": "segmentation/masks/report.html"}  # fmt: skip
 
     def _features(name: str, masks: Any) -> None:
         from radsurv.features.runner import extract_features

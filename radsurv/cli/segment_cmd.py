@@ -149,8 +149,17 @@ def predict(
     compile: bool = typer.Option(
         False, "--compile/--no-compile", help="torch.compile the network (GPU; falls back)."
     ),
+    report: bool = typer.Option(
+        True,
+        "--report/--no-report",
+        help="Without reference masks, write OUT/report.html: overlays of every prediction.",
+    ),
 ) -> None:
-    """Write one canonical label mask per case; failures go to OUT/segment_status.csv."""
+    """Write one canonical label mask per case; failures go to OUT/segment_status.csv.
+
+    When the cases have no reference masks, also writes a self-contained HTML page of the
+    predictions to look at before trusting them (`segment evaluate` reports cases that have).
+    """
     from radsurv.segmentation import predict_masks
     from radsurv.segmentation.predict import STATUS_FILE
 
@@ -163,11 +172,14 @@ def predict(
         tta=tta,
         allow_missing_modalities=allow_missing_modalities,
         compile=compile,
+        report=report,
     )
     failed = [r for r in records if r["status"] == "failed"]
     typer.echo(
         f"wrote {len(records) - len(failed)} mask(s) to {out}; status in {out / STATUS_FILE}"
     )
+    if records.report is not None:
+        typer.echo(f"report: {records.report}")
     partial = [r for r in records if r.get("missing_modalities") and r["status"] == "ok"]
     for r in partial:
         typer.echo(f"{r['case_id']}: segmented without {r['missing_modalities']}", err=True)

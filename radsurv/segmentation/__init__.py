@@ -10,7 +10,7 @@ Examples
 >>> from radsurv.segmentation import train_segmentation, load_model, segment_case
 >>> result = train_segmentation("data_manifest.csv", "model.pt", time_limit=5)  # doctest: +SKIP
 >>> model = load_model("model.pt")  # doctest: +SKIP
->>> labels = segment_case(model, case)  # doctest: +SKIP
+>>> labels = segment_case(model, case, tta=True)  # doctest: +SKIP
 """
 
 import os
@@ -25,16 +25,25 @@ from radsurv.segmentation.config import SegmentationConfig
 from radsurv.segmentation.evaluate import EvaluationResult, evaluate_masks
 from radsurv.segmentation.metrics import HD95_EMPTY_MM, case_scores, region_scores
 from radsurv.segmentation.postprocess import postprocess_labels
-from radsurv.segmentation.predict import SegmentationModel, load_model, predict_masks, segment_case
+from radsurv.segmentation.predict import (
+    PredictionRecords,
+    SegmentationModel,
+    load_model,
+    predict_masks,
+    segment_case,
+)
 from radsurv.segmentation.preprocess import BadVolumeError, ModalityMismatchError
-from radsurv.segmentation.train import TrainResult, train_segmentation
+from radsurv.segmentation.report import write_segmentation_report
+from radsurv.segmentation.train import EnsembleTrainResult, TrainResult, train_segmentation
 
 __all__ = [
     "HD95_EMPTY_MM",
     "BadVolumeError",
     "CheckpointError",
+    "EnsembleTrainResult",
     "EvaluationResult",
     "ModalityMismatchError",
+    "PredictionRecords",
     "SegmentationConfig",
     "SegmentationModel",
     "TrainResult",
@@ -46,4 +55,5 @@ __all__ = [
     "region_scores",
     "segment_case",
     "train_segmentation",
+    "write_segmentation_report",
 ]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from radsurv.data.nifti import read_mask_nifti
 from radsurv.errors import RadsurvError, SegmentationError
 from radsurv.segmentation.metrics import EVAL_REGIONS, case_scores, mean_scores
-from radsurv.segmentation.sources import CaseSource, case_loaders
+from radsurv.segmentation.sources import Cases, case_loaders
 
 if TYPE_CHECKING:
     from radsurv.segmentation.report import ProgressCallback
@@ -104,7 +104,7 @@ def find_mask(pred_dir: str | Path, case_id: str) -> Path:
 
 def evaluate_masks(
     pred_dir: str | Path,
-    source: CaseSource,
+    source: Cases,
     json_path: str | Path | None = None,
     csv_path: str | Path | None = None,
     *,

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 import torch
 
 from radsurv.data.case import Case
+from radsurv.data.nifti import read_mask_nifti
 from radsurv.errors import RadsurvError
 from radsurv.segmentation.checkpoint import CheckpointError, load_state, read_checkpoint
 from radsurv.segmentation.config import SegmentationConfig
@@ -26,7 +27,7 @@ from radsurv.segmentation.inference import GuardedCompiled, segment_box
 from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.postprocess import postprocess_labels
 from radsurv.segmentation.preprocess import check_modalities, present_images
-from radsurv.segmentation.sources import CaseSource, case_loaders
+from radsurv.segmentation.sources import Cases, case_loaders
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def write_mask(case: Case, labels: np.ndarray, path: Path) -> Path:
 
 def predict_masks(
     model: SegmentationModel | str | Path,
-    source: CaseSource,
+    source: Cases,
     out_dir: str | Path,
     device: str | torch.device = "auto",
     postprocess: bool = True,
@@ -230,7 +231,8 @@ def predict_masks(
     tta: bool = False,
     allow_missing_modalities: bool = False,
     compile: bool = False,
-) -> list[dict[str, Any]]:
+    report: str | Path | bool = True,
+) -> PredictionRecords:
     """Segment every case of ``source`` into ``out_dir/<case_id>.nii.gz``.
 
     Parameters
@@ -255,11 +257,18 @@ def predict_masks(
         :class:`ModalityMismatchError` naming the case and the modalities.
     compile
         ``torch.compile`` the network when ``model`` is a path (see :func:`load_model`).
+    report
+        When no case has a reference mask, write the self-contained HTML page of the
+        predictions (overlays through the tumour, volumes; see
+        :mod:`radsurv.segmentation.report`): ``True`` (default) for ``out_dir/report.html``, a
+        path, or ``False`` for none. Cases with reference masks get their report, with Dice
+        and HD95, from :func:`~radsurv.segmentation.evaluate.evaluate_masks`.
 
     Returns
     -------
-    list of dict
-        One status record per case (``status`` is ``ok``, ``exists`` or ``failed``).
+    PredictionRecords
+        One status record (dict) per case (``status`` is ``ok``, ``exists`` or ``failed``);
+        ``.report`` is the HTML report written, or None.
     """
     if not isinstance(model, SegmentationModel):
         model = load_model(model, device, compile=compile)
@@ -268,6 +277,7 @@ def predict_masks(
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     loaders = case_loaders(source)
+    page = _PredictionReport(out, source, report)
     for i, loader in enumerate(loaders, 1):
         path = out / f"{loader.case_id}.nii.gz"
         t0 = time.perf_counter()
@@ -279,6 +289,7 @@ def predict_masks(
             "missing_modalities": "",
             "note": "",
         }
+        case = labels = None
         if path.exists() and not overwrite:
             record["status"] = "exists"
         else:
@@ -302,6 +313,7 @@ def predict_masks(
                 record.update(status="failed", mask="", error=f"{type(exc).__name__}: {exc}")
                 logger.error("case %s failed: %s", loader.case_id, exc)
         record["seconds"] = round(time.perf_counter() - t0, 3)
+        page.add(loader, record, case, labels)
         logger.info(
             "[%d/%d] %s %s (%.1f s)",
             i,
@@ -312,7 +324,45 @@ def predict_masks(
         )
         records.append(record)
         _write_status(out / STATUS_FILE, records)
-    return records
+    return PredictionRecords(records, report=page.write())
+
+
+class PredictionRecords(list):
+    """The status records of :func:`predict_masks` (a list), with the report it wrote."""
+
+    def __init__(self, records: list[dict[str, Any]], report: Path | None = None) -> None:
+        super().__init__(records)
+        self.report = report
+
+
+class _PredictionReport:
+    """The prediction-only report of :func:`predict_masks`, dropped once a case has a reference."""
+
+    def __init__(self, out: Path, source: Cases, report: str | Path | bool) -> None:
+        from radsurv.segmentation.report import REPORT_FILE, SegmentationReport, describe_source
+
+        self.path = None if report is False else out / REPORT_FILE if report is True else report
+        self.page = SegmentationReport(out, describe_source(source)) if self.path else None
+
+    def add(self, loader: Any, record: dict[str, Any], case: Case | None, labels: Any) -> None:
+        """Draw one case (reading an existing mask back for ``exists`` cases)."""
+        if self.page is None:
+            return
+        if record["status"] == "exists":
+            try:
+                case = loader.load()
+                labels = read_mask_nifti(Path(record["mask"]), case, label_convention="brats2020")
+            except (RadsurvError, OSError, RuntimeError, ValueError) as exc:
+                record = {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        if case is not None and case.labels is not None:
+            logger.info("the cases have reference masks: `segment evaluate` reports them")
+            self.page = None  # a prediction-only page would hide the Dice of the evaluation
+            return
+        self.page.add_case(loader.case_id, case=case, prediction=labels, scores=record)
+
+    def write(self) -> Path | None:
+        """Write the page (None when there is none to write)."""
+        return None if self.page is None else self.page.write(Path(self.path))
 
 
 def _write_status(path: Path, records: list[dict[str, Any]]) -> None:

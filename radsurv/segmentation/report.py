@@ -44,7 +44,7 @@ from radsurv.errors import RadsurvError
 from radsurv.evaluation.report import figure_to_data_uri, format_number, new_figure, render_report
 from radsurv.segmentation.evaluate import find_mask
 from radsurv.segmentation.metrics import EVAL_REGIONS, HD95_EMPTY_MM, case_scores
-from radsurv.segmentation.sources import CaseSource, case_loaders
+from radsurv.segmentation.sources import Cases, case_loaders
 
 logger = logging.getLogger(__name__)
 
@@ -505,7 +505,7 @@ def _read_prediction(pred_dir: Path, case: Case) -> np.ndarray:
 
 def write_segmentation_report(
     pred_dir: str | Path,
-    source: CaseSource,
+    source: Cases,
     out: str | Path | None = None,
     *,
     scores: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] | None = None,
@@ -565,7 +565,7 @@ def write_segmentation_report(
     return report.write(pred_dir / REPORT_FILE if out is None else out)
 
 
-def describe_source(source: CaseSource) -> str:
+def describe_source(source: Cases) -> str:
     """A short description of a case source for the report: its path or its type."""
     if isinstance(source, str | Path):
         return str(source)

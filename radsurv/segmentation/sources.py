@@ -17,13 +17,13 @@ from radsurv.data.sources import CaseSourceError, iter_cases
 from radsurv.errors import SegmentationError
 
 #: What :func:`case_loaders` accepts: Manifest | str | Path | Iterable[Case | CaseLoader |
-#: tuple[str, Callable]].
-CaseSource = Any
+#: tuple[str, Callable]] (named apart from the data layer's one case type, CaseSource).
+Cases = Any
 
-__all__ = ["CaseLoader", "CaseSource", "case_loaders"]
+__all__ = ["CaseLoader", "Cases", "case_loaders"]
 
 
-def case_loaders(source: CaseSource) -> list[CaseLoader]:
+def case_loaders(source: Cases) -> list[CaseLoader]:
     """Normalise a case source to a list of :class:`CaseLoader`.
 
     Parameters

@@ -58,7 +58,7 @@ from radsurv.segmentation.loading import (
 )
 from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.preprocess import labels_to_regions, regions_to_labels
-from radsurv.segmentation.sources import CaseSource, case_loaders
+from radsurv.segmentation.sources import Cases, case_loaders
 from radsurv.segmentation.streaming import (
     StreamingSliceDataset,
     StreamVolume,
@@ -512,7 +512,7 @@ def _finished_result(out: Path, payload: dict[str, Any], skipped: dict[str, str]
 
 
 def train_segmentation(
-    source: CaseSource,
+    source: Cases,
     out: str | Path,
     *,
     config: SegmentationConfig | None = None,
@@ -739,7 +739,7 @@ def _check_known(ids: list[str], known: set[str]) -> None:
 
 
 def _train_folds(
-    source: CaseSource,
+    source: Cases,
     out: Path,
     folds: int,
     *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -14,6 +15,7 @@ from radsurv.segmentation import evaluate_masks, load_model, predict_masks
 from radsurv.segmentation.predict import write_mask
 
 from .conftest import phantom
+from .test_report import case_section
 
 
 def test_predict_writes_masks_on_the_case_grid_and_records_failures(
@@ -44,6 +46,28 @@ def test_predict_writes_masks_on_the_case_grid_and_records_failures(
     img = sitk.ReadImage(str(tmp_path / f"{case.case_id}.nii.gz"))
     assert np.allclose(img.GetSpacing(), case.spacing) and np.allclose(img.GetOrigin(), case.origin)
     assert sitk.GetArrayFromImage(img).shape == case.shape
+    # these cases have reference masks: their report comes from `segment evaluate`
+    assert records.report is None and not (tmp_path / "report.html").exists()
+
+
+def test_predict_without_reference_masks_writes_a_prediction_report(
+    trained_model, tiny_cases, tmp_path
+):
+    unlabelled = [dataclasses.replace(c, labels=None) for c in tiny_cases[:2]]
+    no_t1gd = dataclasses.replace(tiny_cases[2], labels=None, case_id="no_t1gd")
+    no_t1gd.images = {k: v for k, v in no_t1gd.images.items() if k != "t1gd"}
+    model = load_model(trained_model, device="cpu")
+    records = predict_masks(model, [*unlabelled, no_t1gd], tmp_path)
+    assert records.report == tmp_path / "report.html"
+    html = records.report.read_text()
+    assert "No reference masks" in html and "http" not in html.split("<body")[1]
+    for case in unlabelled:
+        section = case_section(html, case.case_id)
+        assert section.count('class="overlay prediction"') == 3
+        assert "overlay reference" not in section
+    assert "t1gd" in case_section(html, "no_t1gd").split("</p>")[0]
+    assert predict_masks(model, unlabelled, tmp_path / "quiet", report=False).report is None
+    assert not (tmp_path / "quiet" / "report.html").exists()
 
 
 def test_evaluate_reference_masks_score_perfectly_and_missing_cases_are_named(tiny_cases, tmp_path):
