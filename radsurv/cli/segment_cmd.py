@@ -44,7 +44,21 @@ def train(
     batch_size: int | None = typer.Option(None, "--batch-size", help="Default: 16 CPU, 32 CUDA."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", help="Batches/epoch."),
     lr: float = typer.Option(3e-3, "--lr", help="Initial learning rate (AdamW, poly decay)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT's .last checkpoint."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from OUT's .last checkpoint (with --folds: each fold's)."
+    ),
+    folds: int | None = typer.Option(
+        None,
+        "--folds",
+        help="Train a K-fold ensemble (K >= 2): OUT's folder gets K models "
+        "(model.fold1.pt ...) and OUT becomes their index; --time-limit is then the total.",
+    ),
+    modality_dropout: float | None = typer.Option(
+        None,
+        "--modality-dropout",
+        help="Probability of zeroing each input channel of a training sample (never all), "
+        "so the model tolerates missing modalities (default 0).",
+    ),
     progress: bool | None = typer.Option(
         None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."
     ),
@@ -68,13 +82,26 @@ def train(
         steps_per_epoch=steps_per_epoch,
         lr=lr,
         progress=progress,
+        folds=folds,
+        modality_dropout=modality_dropout,
     )
     stop = " (time limit reached)" if result.stopped_by_time else ""
-    typer.echo(
-        f"wrote {result.best_path} (epoch {result.best_epoch}, Dice {result.best_metric:.3f}) "
-        f"and {result.last_path}{stop}; {len(result.train_cases)} training, "
-        f"{len(result.val_cases)} validation case(s)"
-    )
+    if folds is not None:
+        for k, member in enumerate(result.members, start=1):
+            typer.echo(
+                f"fold {k}: wrote {member.best_path} (epoch {member.best_epoch}, validation Dice "
+                f"{member.best_metric:.3f} on {len(member.val_cases)} case(s))"
+            )
+        typer.echo(
+            f"wrote the {folds}-fold ensemble index {result.index_path} (mean fold Dice "
+            f"{result.best_metric:.3f}){stop}; {len(result.train_cases)} case(s)"
+        )
+    else:
+        typer.echo(
+            f"wrote {result.best_path} (epoch {result.best_epoch}, Dice "
+            f"{result.best_metric:.3f}) and {result.last_path}{stop}; "
+            f"{len(result.train_cases)} training, {len(result.val_cases)} validation case(s)"
+        )
     for case_id, error in result.skipped.items():
         typer.echo(f"skipped {case_id}: {error}", err=True)
 

@@ -40,6 +40,10 @@ class SegmentationConfig:
         ``channels[0]`` as ``init_filters``).
     threshold
         Probability threshold of each sigmoid output.
+    modality_dropout
+        Training only: probability of zeroing each normalised input channel of a sample (never
+        all channels of one sample), so the model learns to segment with modalities missing.
+        Checkpoints written before this field existed read as 0.
     """
 
     dim: str = "2d"
@@ -53,6 +57,7 @@ class SegmentationConfig:
     dropout: float = 0.0
     threshold: float = 0.5
     outputs: list[str] = field(default_factory=lambda: list(REGION_OUTPUTS))
+    modality_dropout: float = 0.0
 
     @property
     def in_channels(self) -> int:
@@ -106,6 +111,13 @@ class SegmentationConfig:
             )
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"threshold {self.threshold} must lie in (0, 1)")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ConfigError(f"--modality-dropout {self.modality_dropout} must lie in [0, 1)")
+        if self.modality_dropout > 0 and self.in_channels < 2:
+            raise ConfigError(
+                f"--modality-dropout {self.modality_dropout} needs at least 2 input modalities "
+                f"(never all channels of a sample are dropped); the model has {self.modalities}"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

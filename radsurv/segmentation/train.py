@@ -14,8 +14,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from radsurv.errors import ConfigError, RadsurvError, SegmentationError
 from radsurv.segmentation.checkpoint import (
@@ -41,10 +41,16 @@ from radsurv.segmentation.device import (
     needs_grad_scaler,
     resolve_device,
 )
+from radsurv.segmentation.ensemble import (
+    check_folds,
+    fold_assignment,
+    member_path,
+    write_ensemble_index,
+)
 from radsurv.segmentation.inference import infer_probabilities
 from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.preprocess import labels_to_regions, regions_to_labels
-from radsurv.segmentation.sources import CaseSource, case_loaders
+from radsurv.segmentation.sources import CaseLoader, CaseSource, case_loaders
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +83,51 @@ class TrainResult:
     train_cases: list[str]
     val_cases: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EnsembleTrainResult:
+    """What training a K-fold ensemble produced.
+
+    Attributes
+    ----------
+    index_path
+        The ensemble index file (``OUT``); :func:`~radsurv.segmentation.load_model` loads it.
+    members
+        One :class:`TrainResult` per fold, in fold order (member k validated on fold k).
+    folds
+        K.
+    train_cases
+        Every case the ensemble learnt from (the union of the folds).
+    skipped
+        Cases that could not be used, with the reason.
+    """
+
+    index_path: Path
+    members: list[TrainResult]
+    folds: int
+    train_cases: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def member_paths(self) -> list[Path]:
+        """The fold models' best checkpoints, ``model.fold1.pt`` ... ``model.foldK.pt``."""
+        return [m.best_path for m in self.members]
+
+    @property
+    def best_path(self) -> Path:
+        """The index file, so code written for a single model finds what to load."""
+        return self.index_path
+
+    @property
+    def best_metric(self) -> float:
+        """Mean over folds of each member's best validation Dice: a cross-validated estimate."""
+        return float(np.mean([m.best_metric for m in self.members]))
+
+    @property
+    def stopped_by_time(self) -> bool:
+        """Whether the time limit ended any member's training before its last epoch."""
+        return any(m.stopped_by_time for m in self.members)
 
 
 class RegionDiceCELoss(torch.nn.Module):
@@ -165,9 +216,9 @@ class _Progress:
             except ImportError:  # rich is optional for radsurv.segmentation
                 self.bar = None
 
-    def step(self, completed: int, text: str) -> None:
+    def advance(self, text: str, steps: int = 1) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, completed=completed, description=text)
+            self.bar.update(self.task, advance=steps, description=text)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -180,6 +231,307 @@ def _defaults(config: SegmentationConfig, device: torch.device) -> tuple[int, in
     if config.dim == "2d":
         return (32, 100) if cuda else (8, 50)
     return (2, 100) if cuda else (1, 20)
+
+
+def _resumed_config(
+    last_path: Path,
+    config: SegmentationConfig | None,
+    dim: str | None,
+    modalities: list[str] | None,
+    modality_dropout: float | None,
+) -> tuple[dict[str, Any], SegmentationConfig]:
+    """Read a last checkpoint to resume from; refuse options that contradict it."""
+    resumed, saved = read_checkpoint(last_path)
+    if "optimizer" not in resumed:
+        raise CheckpointError(
+            f"--resume: {last_path} is not a resumable last checkpoint (no optimizer state)"
+        )
+    requested = config or SegmentationConfig.default(
+        dim or saved.dim, modalities or saved.modalities
+    )
+    if (
+        (dim and dim != saved.dim)
+        or (modalities and list(modalities) != saved.modalities)
+        or (config and config != saved)
+    ):
+        raise CheckpointError(
+            f"--resume: {last_path} was trained with dim {saved.dim}, modalities "
+            f"{saved.modalities}; the options ask for dim {requested.dim}, modalities "
+            f"{requested.modalities}. Drop the options or train a new model."
+        )
+    if modality_dropout is not None and modality_dropout != saved.modality_dropout:
+        raise CheckpointError(
+            f"--resume: {last_path} was trained with modality dropout {saved.modality_dropout}; "
+            f"the options ask for {modality_dropout}. Drop the option or train a new model."
+        )
+    return resumed, saved
+
+
+def _with_dropout(config: SegmentationConfig, modality_dropout: float | None) -> SegmentationConfig:
+    if modality_dropout is None or modality_dropout == config.modality_dropout:
+        return config
+    return replace(config, modality_dropout=float(modality_dropout)).validate()
+
+
+def _load_volumes(
+    loaders: list[CaseLoader],
+    wanted: set[str] | None,
+    config: SegmentationConfig | None,
+    dim: str | None,
+    modalities: list[str] | None,
+    modality_dropout: float | None,
+    device_type: str,
+    seed: int,
+) -> tuple[dict[str, PreparedVolume], dict[str, str], SegmentationConfig]:
+    """Load and normalise the ``wanted`` cases (all when None) once; report those that fail.
+
+    Returns the prepared volumes by case id (in loader order), the skipped cases with their
+    reasons and the config (built from the first case's modalities when ``config`` is None).
+    """
+    volumes: dict[str, PreparedVolume] = {}
+    skipped: dict[str, str] = {}
+    for ld in loaders:
+        if wanted is not None and ld.case_id not in wanted:
+            continue
+        try:
+            case = ld.load()
+            if config is None:  # modalities default to those of the first case
+                mods = list(modalities) if modalities else case.modalities
+                config = _with_dropout(
+                    SegmentationConfig.default(dim or "2d", mods, device_type), modality_dropout
+                )
+            volumes[ld.case_id] = prepare_volume(case, config, seed)
+        except ConfigError:
+            raise
+        except RadsurvError as exc:
+            skipped[ld.case_id] = str(exc)
+            logger.warning("skipping case %s: %s", ld.case_id, exc)
+    if not volumes or config is None:
+        raise SegmentationError(
+            f"no usable training case ({len(skipped)} skipped: "
+            + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
+            + ")"
+        )
+    return volumes, skipped, config
+
+
+def _configure_device(device: str | torch.device) -> torch.device:
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        n_threads = configure_cpu_threads()
+        logger.info("training on CPU with %d threads", n_threads)
+    else:
+        torch.backends.cudnn.benchmark = True
+        logger.info("training on %s (%s)", dev, torch.cuda.get_device_name(dev))
+    return dev
+
+
+@dataclass
+class _Run:
+    """The options every model of a run shares."""
+
+    config: SegmentationConfig
+    dev: torch.device
+    epochs: int
+    batch_size: int
+    steps_per_epoch: int
+    lr: float
+    num_workers: int
+    amp: bool
+    seed: int
+    time_limit: float | None
+    bar: _Progress
+
+
+def _fit(
+    run: _Run,
+    dataset: Dataset,
+    val_vols: list[PreparedVolume],
+    out: Path,
+    *,
+    train_ids: list[str],
+    val_ids: list[str],
+    skipped: dict[str, str],
+    resumed: dict[str, Any] | None,
+    t_begin: float,
+    deadline: float,
+    label: str = "",
+) -> TrainResult:
+    """Train one model on ``dataset`` (epoch-indexed samples), validating on ``val_vols``.
+
+    The learning rate decays towards the end of the epochs or, with a time limit, towards
+    ``deadline`` (seconds on the monotonic clock, measured from ``t_begin``).
+    """
+    config, dev, epochs = run.config, run.dev, run.epochs
+    last_path = last_checkpoint_path(out)
+    logger.info(
+        "%s%d training and %d validation cases; modalities %s; dim %s",
+        label,
+        len(train_ids),
+        len(val_ids),
+        config.modalities,
+        config.dim,
+    )
+    if not val_vols:
+        logger.warning("no validation cases: the last epoch's model is kept as the best")
+    torch.manual_seed(run.seed)
+    network = build_network(config).to(dev)
+    memory_format = torch.channels_last_3d if config.dim == "3d" else torch.channels_last
+    if dev.type == "cuda":
+        network.to(memory_format=memory_format)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=run.lr, weight_decay=1e-5)
+    loss_fn = RegionDiceCELoss()
+    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(dev, run.amp) else None
+
+    history: list[dict[str, Any]] = []
+    best_metric, best_epoch, start_epoch = -1.0, 0, 0
+    if resumed is not None:
+        load_state(network, resumed["state_dict"], last_path)
+        optimizer.load_state_dict(resumed["optimizer"])
+        history = list(resumed["history"])
+        best_metric = float(resumed["best_metric"])
+        best_epoch = int(resumed.get("best_epoch", 0))
+        start_epoch = int(resumed["epoch"])
+        logger.info("%sresuming after epoch %d (best Dice %.4f)", label, start_epoch, best_metric)
+
+    sampler = EpochSampler(len(dataset))
+    workers = run.num_workers
+    loader = DataLoader(
+        dataset,
+        batch_size=run.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=workers > 0,
+        drop_last=True,
+    )
+    val_seconds = 0.0
+    stopped_by_time = False
+    bar = run.bar
+
+    def save(path: Path, epoch: int, with_optimizer: bool) -> None:
+        payload = {
+            "config": config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+            "epoch": epoch,
+            "best_metric": best_metric,
+            "best_epoch": best_epoch,
+            "history": history,
+            "train_cases": train_ids,
+            "val_cases": val_ids,
+            "seed": run.seed,
+        }
+        if with_optimizer:
+            payload["optimizer"] = optimizer.state_dict()
+        save_checkpoint(path, payload)
+
+    for epoch in range(start_epoch, epochs):
+        # the first epoch of a run always takes at least one step, so a model is saved
+        if history and epoch > start_epoch and time.monotonic() + val_seconds > deadline:
+            stopped_by_time = True
+            break
+        t_epoch = time.monotonic()
+        # polynomial decay towards the end of the epochs or of the time budget
+        frac = epoch / epochs
+        if math.isfinite(deadline):
+            frac = max(frac, (time.monotonic() - t_begin) / max(deadline - t_begin, 1e-9))
+        lr_now = run.lr * (1 - min(frac, 0.99)) ** 0.9
+        for group in optimizer.param_groups:
+            group["lr"] = lr_now
+        network.train()
+        sampler.epoch = epoch
+        train_dice = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)
+        losses = []
+        for x, y in loader:
+            x = x.to(dev, non_blocking=True)
+            y = y.to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                x = x.contiguous(memory_format=memory_format)
+            with autocast(dev, run.amp):
+                logits = network(x)
+            loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            losses.append(float(loss.detach()))
+            train_dice((logits.detach() > 0).float(), y)
+            bar.advance(f"{label}epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f}")
+            if time.monotonic() + val_seconds > deadline:
+                stopped_by_time = True
+                break
+        tr = [float(v) for v in torch.nan_to_num(train_dice.aggregate(), nan=0.0).tolist()]
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "train_dice": float(np.mean(tr)),
+            "lr": lr_now,
+        }
+        if val_vols:
+            t_val = time.monotonic()
+            val = validate(network, val_vols, config, dev, run.amp)
+            val_seconds = time.monotonic() - t_val
+            record.update({f"val_dice_{r}": v for r, v in val.items()})
+            metric = float(np.mean(list(val.values())))
+        else:
+            metric = record["train_dice"]
+        record["val_dice"] = metric if val_vols else float("nan")
+        record["seconds"] = round(time.monotonic() - t_epoch, 2)
+        history.append(record)
+        if not val_vols or metric > best_metric:
+            best_metric, best_epoch = metric, epoch + 1
+            save(out, epoch + 1, with_optimizer=False)
+        save(last_path, epoch + 1, with_optimizer=True)
+        val_text = (
+            " val Dice " + " ".join(f"{r} {record[f'val_dice_{r}']:.3f}" for r in REGION_OUTPUTS)
+            if val_vols
+            else ""
+        )
+        msg = (
+            f"{label}epoch {epoch + 1}/{epochs} loss {record['loss']:.4f} train Dice "
+            f"{record['train_dice']:.3f}{val_text} ({record['seconds']:.1f} s)"
+        )
+        bar.advance(msg, steps=0)
+        logger.info(msg)
+        if stopped_by_time:
+            break
+    if stopped_by_time:
+        logger.info("%stime limit reached; best epoch %d kept", label, best_epoch)
+    if not out.exists():
+        raise SegmentationError(
+            f"training stopped before the first epoch finished (time limit {run.time_limit} "
+            "min); allow more time"
+        )
+    return TrainResult(
+        best_path=out,
+        last_path=last_path,
+        best_metric=best_metric,
+        best_epoch=best_epoch,
+        history=history,
+        stopped_by_time=stopped_by_time,
+        train_cases=list(train_ids),
+        val_cases=list(val_ids),
+        skipped=dict(skipped),
+    )
+
+
+def _finished_result(out: Path, payload: dict[str, Any], skipped: dict[str, str]) -> TrainResult:
+    """The result of a fold that a previous run already trained to its last epoch."""
+    return TrainResult(
+        best_path=out,
+        last_path=last_checkpoint_path(out),
+        best_metric=float(payload["best_metric"]),
+        best_epoch=int(payload.get("best_epoch", 0)),
+        history=list(payload["history"]),
+        stopped_by_time=False,
+        train_cases=list(payload["train_cases"]),
+        val_cases=list(payload["val_cases"]),
+        skipped=dict(skipped),
+    )
 
 
 def train_segmentation(
@@ -201,8 +553,10 @@ def train_segmentation(
     num_workers: int | None = None,
     amp: bool = True,
     progress: bool | None = None,
-) -> TrainResult:
-    """Train a MONAI segmentation model on labelled cases and save its checkpoints.
+    folds: int | None = None,
+    modality_dropout: float | None = None,
+) -> TrainResult | EnsembleTrainResult:
+    """Train a MONAI segmentation model (or a K-fold ensemble) and save its checkpoints.
 
     Parameters
     ----------
@@ -211,6 +565,7 @@ def train_segmentation(
         ``(case_id, loader)`` pairs; every case needs a label mask.
     out
         Best checkpoint path (e.g. ``model.pt``); the resumable last one is ``model.last.pt``.
+        With ``folds``, the ensemble index (see :mod:`radsurv.segmentation.ensemble`).
     config
         Full model configuration; default :meth:`SegmentationConfig.default` for ``dim`` and
         ``modalities``.
@@ -223,20 +578,39 @@ def train_segmentation(
         Number of epochs (``steps_per_epoch`` batches each).
     time_limit
         Minutes; training stops cleanly when spent (the learning rate decays towards the limit)
-        and the best model so far is kept.
+        and the best model so far is kept. With ``folds``, the budget of the whole ensemble:
+        what is left of it is split evenly over the models still to train.
     device
         ``auto``, ``cuda`` or ``cpu``.
     val_fraction
         Fraction of cases (rounded down) held out for per-epoch validation Dice. With none,
-        the last epoch's model is kept as best.
+        the last epoch's model is kept as best. Unused with ``folds``.
     seed
-        Seeds the split, the weights and every sample and augmentation.
+        Seeds the split (or the folds), the weights and every sample and augmentation.
     resume
-        Continue from ``model.last.pt`` (same config, split and seed) up to ``epochs``.
+        Continue from ``model.last.pt`` (same config, split and seed) up to ``epochs``. With
+        ``folds``, continue each unfinished fold and train the folds not started yet.
+    folds
+        Train a K-fold ensemble (K >= 2, at most the number of usable cases): model k learns
+        from every fold but k and is validated on fold k; the folds are assigned
+        deterministically from ``seed``. Writes ``model.fold1.pt`` ... ``model.foldK.pt``
+        (each with its ``.last.pt``) and the ensemble index at ``out``.
+    modality_dropout
+        Probability of zeroing each normalised input channel of a training sample (never all
+        of them), so the model tolerates missing modalities; stored in the config. Default the
+        config's value (0).
 
     Returns
     -------
-    TrainResult
+    TrainResult or EnsembleTrainResult
+        An :class:`EnsembleTrainResult` (whose ``member_paths`` list the fold models) when
+        ``folds`` is given.
+
+    Examples
+    --------
+    >>> result = train_segmentation("data_manifest.csv", "model.pt", folds=5)  # doctest: +SKIP
+    >>> result.member_paths[0].name  # doctest: +SKIP
+    'model.fold1.pt'
     """
     t_start = time.monotonic()
     out = Path(out)
@@ -244,35 +618,57 @@ def train_segmentation(
         raise ConfigError(f"--dim {dim!r} unknown; choose 2d or 3d")
     if epochs < 1:
         raise ConfigError(f"--epochs {epochs} must be at least 1")
+    if folds is not None:
+        check_folds(folds, max(folds, 2))  # the count of cases is checked once they are known
+    if config is not None:
+        config = _with_dropout(config, modality_dropout)
+    dev = _configure_device(device)
+    if num_workers is None:  # workers only pay off when a GPU waits; on CPU they compete
+        num_workers = min(8, max(1, len(os.sched_getaffinity(0)) - 1)) if dev.type == "cuda" else 0
+    deadline = t_start + time_limit * 60 if time_limit else math.inf
+
+    def make_run(config: SegmentationConfig, seed: int, n_models: int) -> _Run:
+        d_batch, d_steps = _defaults(config, dev)
+        steps = steps_per_epoch or d_steps
+        return _Run(
+            config=config,
+            dev=dev,
+            epochs=epochs,
+            batch_size=batch_size or d_batch,
+            steps_per_epoch=steps,
+            lr=lr,
+            num_workers=num_workers,
+            amp=amp,
+            seed=seed,
+            time_limit=time_limit,
+            bar=_Progress(total=n_models * epochs * steps, enabled=progress),
+        )
+
+    if folds is not None:
+        return _train_folds(
+            source,
+            out,
+            folds,
+            config=config,
+            dim=dim,
+            modalities=modalities,
+            modality_dropout=modality_dropout,
+            seed=seed,
+            resume=resume,
+            make_run=make_run,
+            dev=dev,
+            epochs=epochs,
+            deadline=deadline,
+        )
+
     last_path = last_checkpoint_path(out)
-    dev = resolve_device(device)
-    if dev.type == "cpu":
-        n_threads = configure_cpu_threads()
-        logger.info("training on CPU with %d threads", n_threads)
-    else:
-        torch.backends.cudnn.benchmark = True
-        logger.info("training on %s (%s)", dev, torch.cuda.get_device_name(dev))
     resumed: dict[str, Any] | None = None
     if resume:
         if not last_path.is_file():
             raise CheckpointError(
                 f"--resume: no last checkpoint {last_path} to resume from; train without --resume"
             )
-        resumed, saved_config = read_checkpoint(last_path)
-        requested = config or SegmentationConfig.default(
-            dim or saved_config.dim, modalities or saved_config.modalities
-        )
-        if (
-            (dim and dim != saved_config.dim)
-            or (modalities and list(modalities) != saved_config.modalities)
-            or (config and config != saved_config)
-        ):
-            raise CheckpointError(
-                f"--resume: {last_path} was trained with dim {saved_config.dim}, modalities "
-                f"{saved_config.modalities}; the options ask for dim {requested.dim}, modalities "
-                f"{requested.modalities}. Drop the options or train a new model."
-            )
-        config = saved_config
+        resumed, config = _resumed_config(last_path, config, dim, modalities, modality_dropout)
         seed = int(resumed["seed"])
 
     loaders = case_loaders(source)
@@ -280,212 +676,169 @@ def train_segmentation(
         raise SegmentationError("no cases to train on: the manifest/case list is empty")
     if resumed is not None:
         train_ids, val_ids = list(resumed["train_cases"]), list(resumed["val_cases"])
-        known = {ld.case_id for ld in loaders}
-        missing = sorted(set(train_ids + val_ids) - known)
-        if missing:
-            raise CheckpointError(
-                f"--resume: cases {missing} of the interrupted run are not in the manifest; "
-                "resume with the same manifest"
-            )
+        _check_known(train_ids + val_ids, {ld.case_id for ld in loaders})
     else:
         train_ids, val_ids = _split([ld.case_id for ld in loaders], val_fraction, seed)
 
     # load and normalise every case once; a case that fails is reported and skipped
-    train_vols: list[PreparedVolume] = []
-    val_vols: list[PreparedVolume] = []
-    skipped: dict[str, str] = {}
-    for ld in loaders:
-        if ld.case_id not in train_ids and ld.case_id not in val_ids:
-            continue
-        try:
-            case = ld.load()
-            if config is None:  # modalities default to those of the first case
-                mods = list(modalities) if modalities else case.modalities
-                config = SegmentationConfig.default(dim or "2d", mods, dev.type)
-            vol = prepare_volume(case, config, seed)
-        except ConfigError:
-            raise
-        except RadsurvError as exc:
-            skipped[ld.case_id] = str(exc)
-            logger.warning("skipping case %s: %s", ld.case_id, exc)
-            continue
-        (val_vols if ld.case_id in val_ids else train_vols).append(vol)
+    volumes, skipped, config = _load_volumes(
+        loaders,
+        set(train_ids + val_ids),
+        config,
+        dim,
+        modalities,
+        modality_dropout,
+        dev.type,
+        seed,
+    )
+    train_vols = [v for cid, v in volumes.items() if cid not in val_ids]
+    val_vols = [v for cid, v in volumes.items() if cid in val_ids]
     if not train_vols:
         raise SegmentationError(
             f"no usable training case ({len(skipped)} skipped: "
             + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
             + ")"
         )
-    assert config is not None
-    train_ids = [v.case_id for v in train_vols]
-    val_ids = [v.case_id for v in val_vols]
-    logger.info(
-        "%d training and %d validation cases; modalities %s; dim %s",
-        len(train_ids),
-        len(val_ids),
-        config.modalities,
-        config.dim,
-    )
-    if not val_vols:
-        logger.warning("no validation cases: the last epoch's model is kept as the best")
-
-    d_batch, d_steps = _defaults(config, dev)
-    batch_size = batch_size or d_batch
-    steps_per_epoch = steps_per_epoch or d_steps
-    torch.manual_seed(seed)
-    network = build_network(config).to(dev)
-    if dev.type == "cuda":
-        network.to(
-            memory_format=torch.channels_last_3d if config.dim == "3d" else torch.channels_last
-        )
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-5)
-    loss_fn = RegionDiceCELoss()
-    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(dev, amp) else None
-
-    history: list[dict[str, Any]] = []
-    best_metric, best_epoch, start_epoch = -1.0, 0, 0
+    run = make_run(config, seed, 1)
     if resumed is not None:
-        load_state(network, resumed["state_dict"], last_path)
-        optimizer.load_state_dict(resumed["optimizer"])
-        history = list(resumed["history"])
-        best_metric = float(resumed["best_metric"])
-        best_epoch = int(resumed.get("best_epoch", 0))
-        start_epoch = int(resumed["epoch"])
-        logger.info("resuming after epoch %d (best Dice %.4f)", start_epoch, best_metric)
-
-    dataset = _EpochDataset(train_vols, config, steps_per_epoch * batch_size, seed)
-    sampler = EpochSampler(len(dataset))
-    if num_workers is None:  # workers only pay off when a GPU waits; on CPU they compete
-        num_workers = min(8, max(1, len(os.sched_getaffinity(0)) - 1)) if dev.type == "cuda" else 0
-    workers = num_workers
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=workers > 0,
-        drop_last=True,
-    )
-    deadline = t_start + time_limit * 60 if time_limit else math.inf
-    val_seconds = 0.0
-    stopped_by_time = False
-    bar = _Progress(total=(epochs - start_epoch) * steps_per_epoch, enabled=progress)
-    done_steps = 0
-    memory_format = torch.channels_last_3d if config.dim == "3d" else torch.channels_last
-
-    def save(path: Path, epoch: int, with_optimizer: bool) -> None:
-        payload = {
-            "config": config.to_dict(),
-            "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
-            "epoch": epoch,
-            "best_metric": best_metric,
-            "best_epoch": best_epoch,
-            "history": history,
-            "train_cases": train_ids,
-            "val_cases": val_ids,
-            "seed": seed,
-        }
-        if with_optimizer:
-            payload["optimizer"] = optimizer.state_dict()
-        save_checkpoint(path, payload)
-
+        run.bar.advance("resuming", steps=int(resumed["epoch"]) * run.steps_per_epoch)
+    dataset = _EpochDataset(train_vols, config, run.steps_per_epoch * run.batch_size, seed)
     try:
-        for epoch in range(start_epoch, epochs):
-            # the first epoch of a run always takes at least one step, so a model is saved
-            if history and epoch > start_epoch and time.monotonic() + val_seconds > deadline:
-                stopped_by_time = True
-                break
-            t_epoch = time.monotonic()
-            # polynomial decay towards the end of the epochs or of the time budget
-            frac = epoch / epochs
-            if time_limit:
-                frac = max(frac, (time.monotonic() - t_start) / (time_limit * 60))
-            lr_now = lr * (1 - min(frac, 0.99)) ** 0.9
-            for group in optimizer.param_groups:
-                group["lr"] = lr_now
-            network.train()
-            sampler.epoch = epoch
-            train_dice = DiceMetric(
-                include_background=True, reduction="mean_batch", ignore_empty=True
-            )
-            losses = []
-            for x, y in loader:
-                x = x.to(dev, non_blocking=True)
-                y = y.to(dev, non_blocking=True)
-                if dev.type == "cuda":
-                    x = x.contiguous(memory_format=memory_format)
-                with autocast(dev, amp):
-                    logits = network(x)
-                loss = loss_fn(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                losses.append(float(loss.detach()))
-                train_dice((logits.detach() > 0).float(), y)
-                done_steps += 1
-                bar.step(done_steps, f"epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f}")
-                if time.monotonic() + val_seconds > deadline:
-                    stopped_by_time = True
-                    break
-            tr = [float(v) for v in torch.nan_to_num(train_dice.aggregate(), nan=0.0).tolist()]
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)) if losses else float("nan"),
-                "train_dice": float(np.mean(tr)),
-                "lr": lr_now,
-            }
-            if val_vols:
-                t_val = time.monotonic()
-                val = validate(network, val_vols, config, dev, amp)
-                val_seconds = time.monotonic() - t_val
-                record.update({f"val_dice_{r}": v for r, v in val.items()})
-                metric = float(np.mean(list(val.values())))
-            else:
-                metric = record["train_dice"]
-            record["val_dice"] = metric if val_vols else float("nan")
-            record["seconds"] = round(time.monotonic() - t_epoch, 2)
-            history.append(record)
-            if not val_vols or metric > best_metric:
-                best_metric, best_epoch = metric, epoch + 1
-                save(out, epoch + 1, with_optimizer=False)
-            save(last_path, epoch + 1, with_optimizer=True)
-            val_text = (
-                " val Dice "
-                + " ".join(f"{r} {record[f'val_dice_{r}']:.3f}" for r in REGION_OUTPUTS)
-                if val_vols
-                else ""
-            )
-            msg = (
-                f"epoch {epoch + 1}/{epochs} loss {record['loss']:.4f} train Dice "
-                f"{record['train_dice']:.3f}{val_text} ({record['seconds']:.1f} s)"
-            )
-            bar.step(done_steps, msg)
-            logger.info(msg)
-            if stopped_by_time:
-                break
-    finally:
-        bar.close()
-    if stopped_by_time:
-        logger.info("time limit of %.1f min reached; best epoch %d kept", time_limit, best_epoch)
-    if not out.exists():
-        raise SegmentationError(
-            f"training stopped before the first epoch finished (time limit {time_limit} min); "
-            "allow more time"
+        return _fit(
+            run,
+            dataset,
+            val_vols,
+            out,
+            train_ids=[v.case_id for v in train_vols],
+            val_ids=[v.case_id for v in val_vols],
+            skipped=skipped,
+            resumed=resumed,
+            t_begin=t_start,
+            deadline=deadline,
         )
-    return TrainResult(
-        best_path=out,
-        last_path=last_path,
-        best_metric=best_metric,
-        best_epoch=best_epoch,
-        history=history,
-        stopped_by_time=stopped_by_time,
-        train_cases=train_ids,
-        val_cases=val_ids,
-        skipped=skipped,
+    finally:
+        run.bar.close()
+
+
+def _check_known(ids: list[str], known: set[str]) -> None:
+    missing = sorted(set(ids) - known)
+    if missing:
+        raise CheckpointError(
+            f"--resume: cases {missing} of the interrupted run are not in the manifest; "
+            "resume with the same manifest"
+        )
+
+
+def _train_folds(
+    source: CaseSource,
+    out: Path,
+    folds: int,
+    *,
+    config: SegmentationConfig | None,
+    dim: str | None,
+    modalities: list[str] | None,
+    modality_dropout: float | None,
+    seed: int,
+    resume: bool,
+    make_run: Callable[[SegmentationConfig, int, int], _Run],
+    dev: torch.device,
+    epochs: int,
+    deadline: float,
+) -> EnsembleTrainResult:
+    """Train (or resume) the K models of a fold ensemble and write its index at ``out``."""
+    members = [member_path(out, k + 1) for k in range(folds)]
+    resumed: dict[int, dict[str, Any]] = {}
+    if resume:
+        for k, member in enumerate(members):
+            last = last_checkpoint_path(member)
+            if not last.is_file():
+                continue
+            payload, saved = _resumed_config(last, config, dim, modalities, modality_dropout)
+            if resumed and saved != config:
+                raise CheckpointError(
+                    f"--resume: {last} has another config than the ensemble's other folds; "
+                    "train the ensemble anew without --resume"
+                )
+            config, seed = saved, int(payload["seed"])
+            resumed[k] = payload
+        if not resumed:
+            raise CheckpointError(
+                f"--resume: no fold checkpoint {last_checkpoint_path(members[0]).name} ... "
+                f"{last_checkpoint_path(members[-1]).name} in {out.parent} to resume from; "
+                "train without --resume"
+            )
+
+    loaders = case_loaders(source)
+    if not loaders:
+        raise SegmentationError("no cases to train on: the manifest/case list is empty")
+    check_folds(folds, len(loaders))
+    for payload in resumed.values():
+        _check_known(payload["train_cases"] + payload["val_cases"], {ld.case_id for ld in loaders})
+    volumes, skipped, config = _load_volumes(
+        loaders, None, config, dim, modalities, modality_dropout, dev.type, seed
+    )
+    usable = list(volumes)
+    check_folds(folds, len(usable))
+    assignment = fold_assignment(usable, folds, seed)
+    finished = {
+        k
+        for k, payload in resumed.items()
+        if int(payload["epoch"]) >= epochs and members[k].is_file()
+    }
+    run = make_run(config, seed, folds - len(finished))
+    results: list[TrainResult] = []
+    try:
+        for k, member in enumerate(members):
+            label = f"fold {k + 1}/{folds}: "
+            payload = resumed.get(k)
+            if k in finished:
+                logger.info("%salready trained to its last epoch; kept", label)
+                results.append(_finished_result(member, payload, skipped))
+                continue
+            if payload is not None:
+                val_ids = [c for c in payload["val_cases"] if c in volumes]
+                train_ids = [c for c in payload["train_cases"] if c in volumes]
+                done = int(payload["epoch"]) * run.steps_per_epoch
+                run.bar.advance(label + "resuming", steps=done)
+            else:
+                val_ids = assignment[k]
+                train_ids = [c for c in usable if c not in val_ids]
+            # what is left of the budget, split evenly over the models still to train
+            now = time.monotonic()
+            to_train = sum(1 for j in range(k, folds) if j not in finished)
+            fold_deadline = deadline
+            if math.isfinite(deadline):
+                fold_deadline = now + (deadline - now) / to_train
+            dataset = _EpochDataset(
+                [volumes[c] for c in train_ids],
+                config,
+                run.steps_per_epoch * run.batch_size,
+                seed,
+            )
+            results.append(
+                _fit(
+                    run,
+                    dataset,
+                    [volumes[c] for c in val_ids],
+                    member,
+                    train_ids=train_ids,
+                    val_ids=val_ids,
+                    skipped=skipped,
+                    resumed=payload,
+                    t_begin=now,
+                    deadline=fold_deadline,
+                    label=label,
+                )
+            )
+    finally:
+        run.bar.close()
+    write_ensemble_index(out, members, config, usable, seed)
+    logger.info(
+        "wrote the %d-fold ensemble index %s (mean fold validation Dice %.4f)",
+        folds,
+        out,
+        float(np.mean([r.best_metric for r in results])),
+    )
+    return EnsembleTrainResult(
+        index_path=out, members=results, folds=folds, train_cases=usable, skipped=skipped
     )
