@@ -55,6 +55,8 @@ TCGA_PATTERNS = {"flair": "*_flair.nii.gz", "t1gd": "*_t1c.nii.gz"}
 TCGA_REFERENCE = "segmentations/fusion-mav.nii.gz"
 BASELINE = "flair-threshold"
 VARIANTS = ("2d", "2d+tta", "ensemble", "3d")
+# the goals for the held-out WT Dice after 8 minutes of training (floor: with TTA)
+TARGET_WT, FLOOR_WT_TTA = 0.85, 0.80
 # epochs high enough that the time budget, not the epoch count, ends every training run
 EPOCHS = 100_000
 
@@ -297,7 +299,8 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             for rec in run_fold(train, tests, variants, args, out):
                 records.append(rec)
-                print(_table(f"held-out {rec['test_case']}", rec["variants"]), flush=True)
+                kind = "external" if args.external else "held-out"
+                print(_table(f"{kind} {rec['test_case']}", rec["variants"]), flush=True)
     means = _mean_over(records, names)
     what = "external TCGA cases (fusion-mav references)" if args.external else "folds"
     print(_table(f"mean over {len(records)} {what}", means))
@@ -307,6 +310,13 @@ def main() -> None:
         f"{os.getloadavg()[0]:.2f} at the end (shared machine); "
         f"total {time.perf_counter() - t_start:.0f} s"
     )
+    for name in variants:
+        wt = means[name]["scores"]["WT"]["dice"]
+        goals = [("target", TARGET_WT)] + ([("floor", FLOOR_WT_TTA)] if name == "2d+tta" else [])
+        verdicts = ", ".join(
+            f"{kind} >= {goal:.2f} {'met' if wt >= goal else 'NOT met'}" for kind, goal in goals
+        )
+        print(f"{name}: mean WT Dice {wt:.3f} ({verdicts})")
     if args.json:
         settings = {
             k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"
