@@ -98,7 +98,7 @@ def constant_channel_error(case_id: str, channel: int, name: str | None = None) 
     )
 
 
-def _background_value(arr: np.ndarray) -> float | None:
+def background_value(arr: np.ndarray) -> float | None:
     """The value of the empty space around the head: the value most of the 8 corners share."""
     corners = arr[np.ix_(*[[0, n - 1] for n in arr.shape])].ravel()
     values, counts = np.unique(corners, return_counts=True)
@@ -114,7 +114,7 @@ def foreground_mask(images: np.ndarray) -> np.ndarray:
     """
     mask = np.zeros(images.shape[1:], dtype=bool)
     for channel in images:
-        bg = _background_value(channel)
+        bg = background_value(channel)
         mask |= np.ones_like(mask) if bg is None else channel != bg
     return mask
 
@@ -182,7 +182,7 @@ def case_input(case: Case, config: SegmentationConfig, allow_missing: bool = Fal
 
 def _background_values(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per channel: the value most of the 8 corners share (ties: the smallest), and whether
-    at least half the corners share it; the tensor twin of :func:`_background_value`."""
+    at least half the corners share it; the tensor twin of :func:`background_value`."""
     # eight views, no index tensor: nothing is copied to the device
     corners = torch.stack(
         [images[:, a, b, c] for a in (0, -1) for b in (0, -1) for c in (0, -1)], dim=1

@@ -35,12 +35,13 @@ from radsurv.data.case import Case
 from radsurv.errors import ConfigError, SegmentationError
 from radsurv.segmentation.config import SegmentationConfig
 from radsurv.segmentation.datasets import (
+    TUMOUR_FRACTION,
     RandomPatchDataset,
     index_volume,
     prepare_volume,
     training_input,
 )
-from radsurv.segmentation.preprocess import _background_value, foreground_mask
+from radsurv.segmentation.preprocess import background_value, foreground_mask
 
 
 @dataclass
@@ -169,7 +170,7 @@ def stream_volume(case: Case, config: SegmentationConfig, seed: int = 0) -> Stre
     head = foreground_mask(raw)
     background, mean, sd = [], [], []
     for channel in raw:
-        bg = _background_value(channel)
+        bg = background_value(channel)
         values = channel[head].astype(np.float64)
         background.append(np.nan if bg is None else bg)
         mean.append(values.mean())
@@ -207,7 +208,7 @@ class StreamingSliceDataset(RandomPatchDataset):
         config: SegmentationConfig,
         samples_per_epoch: int,
         seed: int = 0,
-        tumour_fraction: float = 0.6,
+        tumour_fraction: float = TUMOUR_FRACTION,
         augment: bool = True,
     ) -> None:
         if config.dim != "2d":
