@@ -133,7 +133,9 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Masks folder: OUT/<case_id>.nii.gz."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     postprocess: bool = typer.Option(
-        True, "--postprocess/--no-postprocess", help="Small ET -> NCR, drop small islands."
+        True,
+        "--postprocess/--no-postprocess",
+        help="Small ET -> NCR, drop small islands, fill holes of TC and WT.",
     ),
     tta: bool = typer.Option(
         False,

@@ -110,6 +110,54 @@ def test_postprocess_thresholds_are_in_mm3():
     assert postprocess_labels(labels, (2, 2, 2), **kw)[15, 15, 15] == 2
 
 
+def test_postprocess_fills_core_and_tumour_holes_slice_by_slice():
+    labels = np.zeros((12, 30, 30), np.uint8)
+    labels[2:10, 4:26, 4:26] = 2  # oedema
+    labels[3:9, 8:22, 8:22] = 4  # an enhancing rim ...
+    labels[3:9, 11:19, 11:19] = 0  # ... around a core the model missed (background)
+    labels[3:9, 13:17, 13:17] = 2  # ... part of it called oedema
+    labels[5, 1:3, 1:3] = 0
+    out = postprocess_labels(labels)
+    # every voxel inside the rim is necrotic core now; the rim stays ET
+    assert np.all(out[3:9, 11:19, 11:19] == 1)
+    assert np.all(out[3:9, 8:11, 8:22] == 4)
+    # a hole of the whole tumour in one slice (not enclosed in 3D) becomes oedema
+    labels2 = np.zeros((12, 30, 30), np.uint8)
+    labels2[2:10, 4:26, 4:26] = 2
+    labels2[2:10, 12:16, 12:16] = 0  # a tube through every slice: no 3D hole
+    assert np.all(postprocess_labels(labels2)[2:10, 12:16, 12:16] == 2)
+    # a notch open to the outside of the slice is not a hole
+    labels2[2:10, 12:16, 4:16] = 0
+    assert np.all(postprocess_labels(labels2)[2:10, 12:16, 4:16] == 0)
+    # off: the holes stay
+    kept = postprocess_labels(labels, fill_holes=False)
+    assert np.all(kept[3:9, 11:13, 11:19] == 0)
+
+
+def test_hole_filling_barely_changes_real_expert_masks(shared_data):
+    """Expert WT and TC are solid: filling their holes must leave real reference masks nearly as
+    they are (the islands rule is left out: it removes a real satellite lesion of pat0005)."""
+    from radsurv.data.nifti import read_nifti_case
+
+    folders = sorted(p for p in (shared_data / "brats2015_deepmedic").iterdir() if p.is_dir())
+    assert len(folders) == 4
+    for folder in folders:
+        case = read_nifti_case(
+            folder,
+            modality_patterns={"flair": "Flair_subtrMeanDivStd.nii.gz"},
+            seg_pattern="OTMultiClass.nii.gz",
+            label_convention="brats2015",
+        )
+        off = {"min_et_mm3": 0.0, "min_component_mm3": 0.0, "min_component_fraction": 0.0}
+        out = postprocess_labels(case.labels, case.spacing, **off)
+        changed = out != case.labels
+        assert changed.any(), case.case_id  # expert masks have a few holes: the rule ran
+        assert np.all(np.isin(out[changed], [1, 2])), case.case_id  # holes -> NCR or ED only
+        for region, of in (("WT", lambda a: a > 0), ("TC", lambda a: (a == 1) | (a == 4))):
+            added = np.sum(of(out) & ~of(case.labels)) / np.sum(of(case.labels))
+            assert added < 0.01, (case.case_id, region, added)
+
+
 def test_case_type_is_used_unchanged():
     case = phantom(3)
     assert isinstance(case, Case) and case.labels is not None
