@@ -256,7 +256,7 @@ def _defaults(config: SegmentationConfig, device: torch.device) -> tuple[int, in
     cuda = device.type == "cuda"
     if config.dim == "2d":
         return (32, 100) if cuda else (8, 50)
-    return (2, 100) if cuda else (1, 20)
+    return (2, 100) if cuda else (2, 20)
 
 
 def _resumed_config(
