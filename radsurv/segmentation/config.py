@@ -148,16 +148,13 @@ class SegmentationConfig:
         CPU second: the wide one managed under 100 steps in 8 CPU minutes and learnt nothing).
         """
         mods = list(modalities) if modalities else ["flair", "t1", "t1gd", "t2"]
-        if dim == "3d" and device_type == "cpu":
-            return cls(
-                dim="3d", modalities=mods, patch_size=[64, 64, 64], channels=[8], strides=[2, 2, 2]
-            ).validate()
         if dim == "3d":
+            side, filters = (64, 8) if device_type == "cpu" else (96, 16)
             return cls(
                 dim="3d",
                 modalities=mods,
-                patch_size=[96, 96, 96],
-                channels=[16],
+                patch_size=[side] * 3,
+                channels=[filters],
                 strides=[2, 2, 2],
             ).validate()
         if dim == "2d" and device_type == "cpu":

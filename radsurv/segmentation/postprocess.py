@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from radsurv.data.labels import LABEL_ED, LABEL_ET, LABEL_NCR
+from radsurv.data.labels import LABEL_ED, LABEL_ET, LABEL_NCR, region_mask
 from radsurv.segmentation.preprocess import bounding_box
 
 logger = logging.getLogger(__name__)
@@ -105,9 +105,9 @@ def _clean(
         if small.size:
             out[np.isin(wt_cc, small)] = 0
     if fill_holes:
-        core = (out == LABEL_NCR) | (out == LABEL_ET)
+        core = region_mask(out, "TC")
         out[_fill_axial_holes(core) & ~core] = LABEL_NCR
-        tumour = out > 0
+        tumour = region_mask(out, "WT")
         out[_fill_axial_holes(tumour) & ~tumour] = LABEL_ED
     logger.debug("post-processing: %d ET islands -> NCR", small_et.size)
     return out
