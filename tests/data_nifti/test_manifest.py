@@ -128,7 +128,8 @@ def test_nifti_manifest_fields_and_dataset_convention(
     make_case_folder(tmp_path / "d", "p1", labels=(1, 2, 3, 4))
     make_case_folder(tmp_path / "d", "p2", labels=(1, 3))  # alone this would read as BraTS 2023
     make_case_folder(tmp_path / "d", "p3", labels=None)
-    with caplog.at_level(logging.INFO, logger="radsurv.data.manifest"):
+    # the data layer logs it (radsurv.data.formats.nifti since the formats moved there)
+    with caplog.at_level(logging.INFO, logger="radsurv.data"):
         df = build_manifest(tmp_path / "d", relative_to=tmp_path)
     assert list(df["label_convention"]) == ["brats2015", "brats2015", ""]
     assert list(df["has_mask"]) == [True, True, False]
