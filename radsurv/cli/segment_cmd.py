@@ -61,6 +61,12 @@ def train(
         help="Probability of zeroing each input channel of a training sample (never all), "
         "so the model tolerates missing modalities (default 0).",
     ),
+    context_slices: int | None = typer.Option(
+        None,
+        "--context-slices",
+        help="2d: neighbouring axial slices on each side fed with each slice (2.5D); "
+        "default 1 for 2d, 0 for 3d; 0 is plain 2d.",
+    ),
     loader: str = typer.Option(
         "memory",
         "--loader",
@@ -98,6 +104,7 @@ def train(
             progress=callback,
             folds=folds,
             modality_dropout=modality_dropout,
+            context_slices=context_slices,
             loader=loader,
             num_workers=num_workers,
         )

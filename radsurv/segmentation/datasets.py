@@ -150,11 +150,12 @@ class RandomPatchDataset(Dataset):
 
     A fraction ``tumour_fraction`` (:data:`TUMOUR_FRACTION`, 0.8) of samples is centred (with
     jitter) on a tumour voxel, the rest on a random head voxel, so small tumours are seen often
-    enough. Augmentation:
-    random flips on every spatial axis of the sample, per-channel intensity scale (x0.9-1.1)
-    and shift (+-0.1 sd). Then, with ``config.modality_dropout`` > 0, whole channels are
-    zeroed (:func:`drop_modalities`), drawn from a generator of their own so the patch and
-    its augmentation are the same as without dropout.
+    enough. 2D samples carry ``config.context_slices`` neighbouring slices on each side of
+    the labelled one (:meth:`_patch`). Augmentation: random flips on every spatial axis of the
+    sample, per-modality intensity scale (x0.9-1.1) and shift (+-0.1 sd). Then, with
+    ``config.modality_dropout`` > 0, whole modalities (with their context slices) are zeroed
+    (:func:`drop_modalities`), drawn from a generator of their own so the patch and its
+    augmentation are the same as without dropout.
 
     Parameters
     ----------
@@ -195,9 +196,15 @@ class RandomPatchDataset(Dataset):
     def _patch(
         self, vol: PreparedVolume, z: int, starts: list[int], size: list[int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Image (C, h, w) and regions (3, h, w) of the 2D patch at ``starts`` (box coordinates,
-        may reach beyond the box: zero padding) of axial slice ``z``."""
-        return _crop(vol.image[:, z], starts, size), _crop(vol.regions[:, z], starts, size)
+        """Image (C * depth, h, w) and regions (3, h, w) of the 2D patch at ``starts`` (box
+        coordinates, may reach beyond the box: zero padding) of axial slice ``z``.
+
+        With ``context_slices`` K the image holds slices z-K .. z+K of every modality,
+        modality-major (:attr:`SegmentationConfig.depth`); the regions are slice z's.
+        """
+        k = self.config.context_slices
+        image = _crop(vol.image, [z - k, *starts], [self.config.depth, *size])
+        return image.reshape(-1, *size), _crop(vol.regions[:, z], starts, size)
 
     def _whole(self, vol: PreparedVolume) -> tuple[np.ndarray, np.ndarray]:
         """Image (C, z, y, x) and regions (3, z, y, x) of the whole (head-cropped) volume."""
@@ -228,10 +235,15 @@ class RandomPatchDataset(Dataset):
             for axis in range(1, x.ndim):
                 if rng.random() < 0.5:
                     x, y = np.flip(x, axis), np.flip(y, axis)
-            scale = rng.uniform(0.9, 1.1, size=(x.shape[0],) + (1,) * (x.ndim - 1))
+            # one scale and shift per modality, shared by its context slices
+            n_mod, depth = len(self.config.modalities), self.config.depth
+            scale = rng.uniform(0.9, 1.1, size=(n_mod,) + (1,) * (x.ndim - 1))
             shift = rng.uniform(-0.1, 0.1, size=scale.shape)
+            scale, shift = np.repeat(scale, depth, axis=0), np.repeat(shift, depth, axis=0)
             x = x * scale.astype(np.float32) + shift.astype(np.float32)
         if self.augment and self.config.modality_dropout > 0:
             drop_rng = np.random.default_rng([self.seed, self.epoch, index, 2])
-            x, _ = drop_modalities(x, self.config.modality_dropout, drop_rng)
+            by_modality = x.reshape(len(self.config.modalities), -1, *x.shape[1:])
+            dropped, _ = drop_modalities(by_modality, self.config.modality_dropout, drop_rng)
+            x = dropped.reshape(x.shape)
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))

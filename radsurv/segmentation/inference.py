@@ -116,19 +116,42 @@ def _networks(network: torch.nn.Module | Sequence[torch.nn.Module]) -> list[torc
     return nets
 
 
+def _slice_batch(x: torch.Tensor, start: int, stop: int, context: int) -> torch.Tensor:
+    """Network input (stop - start, C * (2K + 1), y, x) of axial slices start .. stop - 1 of
+    (1, C, z + 2K, y, x) (``x`` zero-padded by K = ``context`` slices at both ends of z).
+
+    Each slice comes with its K neighbours on either side, modality-major, as training
+    samples are built (:meth:`RandomPatchDataset._patch`).
+    """
+    if context == 0:
+        return x[0, :, start:stop].transpose(0, 1)
+    views = [x[0, :, start + d : stop + d] for d in range(2 * context + 1)]  # each (C, b, y, x)
+    stacked = torch.stack(views, dim=1)  # (C, D, b, y, x)
+    return stacked.permute(2, 0, 1, 3, 4).reshape(stop - start, -1, *x.shape[3:])
+
+
 def _slice_probabilities(
-    net: torch.nn.Module, x: torch.Tensor, batch: int, device: torch.device, amp: bool
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    batch: int,
+    device: torch.device,
+    amp: bool,
+    context: int = 0,
 ) -> torch.Tensor:
-    """Sigmoid (1, 3, z, y, x) of a 2D network over the axial slices of (1, C, z, y, x)."""
-    slices = x[0].transpose(0, 1)  # (z, C, y, x): the slices are the batch
-    if device.type == "cuda":
-        slices = slices.contiguous(memory_format=torch.channels_last)
-    else:
-        slices = slices.contiguous()
+    """Sigmoid (1, 3, z, y, x) of a 2D network over the axial slices of (1, C, z, y, x), each
+    seen with ``context`` neighbouring slices on either side (zero beyond the volume)."""
+    n_slices = x.shape[2]
+    if context:
+        x = torch.nn.functional.pad(x, (0, 0, 0, 0, context, context))
     parts = []
-    for start in range(0, slices.shape[0], batch):
+    for start in range(0, n_slices, batch):
+        slices = _slice_batch(x, start, min(start + batch, n_slices), context)
+        if device.type == "cuda":
+            slices = slices.contiguous(memory_format=torch.channels_last)
+        else:
+            slices = slices.contiguous()
         with autocast(device, amp):
-            logits = net(slices[start : start + batch])
+            logits = net(slices)
         parts.append(torch.sigmoid(logits.float()))
     return torch.cat(parts).transpose(0, 1)[None]
 
@@ -145,9 +168,10 @@ def probabilities_tensor(
 ) -> torch.Tensor:
     """Mean sigmoid probabilities (3, z, y, x) float32 of a normalised (C, z, y, x) tensor.
 
-    Runs where ``image`` lives (move it to ``device`` first). 2D models see every axial slice,
-    ``batch_size`` slices per call; 3D models use :class:`monai.inferers.SlidingWindowInferer`
-    over ``config.patch_size`` patches (overlap 0.5, Gaussian weighting). The spatial size is
+    Runs where ``image`` lives (move it to ``device`` first). 2D models see every axial slice
+    (with ``config.context_slices`` neighbours on either side), ``batch_size`` slices per
+    call; 3D models use :class:`monai.inferers.SlidingWindowInferer` over
+    ``config.patch_size`` patches (overlap 0.5, Gaussian weighting). The spatial size is
     zero-padded at the end to multiples of the network's down-sampling.
 
     Parameters
@@ -202,7 +226,7 @@ def _accumulate(
     xf = _pad_to_multiple(xf, (3, 4) if config.dim == "2d" else (2, 3, 4), config.divisor)
     for net in nets:
         if inferer is None:
-            probs = _slice_probabilities(net, xf, batch, device, amp)
+            probs = _slice_probabilities(net, xf, batch, device, amp, config.context_slices)
         else:
             with autocast(device, amp):
                 probs = torch.sigmoid(inferer(xf, net).float())
@@ -296,10 +320,10 @@ def segment_box(
     names = list(names) if names is not None else list(config.modalities)
     present, box = normalise_arrays(arrays, names, case_id, device)
     present = present[(slice(None), *box)]
-    if len(names) == config.in_channels:
+    if len(names) == len(config.modalities):
         image = present
     else:
-        image = torch.zeros((config.in_channels, *present.shape[1:]), device=device)
+        image = torch.zeros((len(config.modalities), *present.shape[1:]), device=device)
         for c, name in enumerate(names):
             image[config.modalities.index(name)] = present[c]
     probs = probabilities_tensor(network, image, config, device, amp, tta, batch_size)

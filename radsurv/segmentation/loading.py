@@ -12,7 +12,7 @@ import functools
 import logging
 import multiprocessing
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -50,10 +50,20 @@ def volume_makers(loader: str, stack: ExitStack) -> tuple[VolumeMaker, VolumeMak
     return prepare_volume, prepare_volume
 
 
-def with_dropout(config: SegmentationConfig, modality_dropout: float | None) -> SegmentationConfig:
-    if modality_dropout is None or modality_dropout == config.modality_dropout:
-        return config
-    return replace(config, modality_dropout=float(modality_dropout)).validate()
+# Config fields a training option may set over the default (or a given) config.
+OVERRIDABLE: tuple[str, ...] = ("modality_dropout", "context_slices")
+
+
+def with_overrides(
+    config: SegmentationConfig, overrides: Mapping[str, Any] | None
+) -> SegmentationConfig:
+    """``config`` with the :data:`OVERRIDABLE` fields of ``overrides`` that are not None."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(OVERRIDABLE))
+    if unknown:
+        raise ConfigError(f"training options {unknown} cannot override the model config")
+    changed = {k: v for k, v in given.items() if v != getattr(config, k)}
+    return replace(config, **changed).validate() if changed else config
 
 
 class _CaseJobs(Dataset):
@@ -87,7 +97,7 @@ def load_volumes(
     config: SegmentationConfig | None,
     dim: str | None,
     modalities: list[str] | None,
-    modality_dropout: float | None,
+    overrides: Mapping[str, Any] | None,
     device_type: str,
     seed: int,
     make: VolumeMaker = prepare_volume,
@@ -102,8 +112,11 @@ def load_volumes(
     wanted
         Case ids to load; all when None.
     config
-        The model config; None builds the default for ``dim``, ``modalities`` (default the
-        first loaded case's) and ``modality_dropout``.
+        The model config; None builds the default for ``dim`` and ``modalities`` (default the
+        first loaded case's).
+    overrides
+        Training options that replace config fields (:func:`with_overrides`), e.g.
+        ``{"modality_dropout": 0.25, "context_slices": 1}``; None values are ignored.
     make
         What is kept of each case: :func:`prepare_volume` (default), :func:`stream_volume`,
         or a :func:`map_volume` partial.
@@ -124,8 +137,8 @@ def load_volumes(
         try:
             case = ld.load()
             mods = list(modalities) if modalities else case.modalities
-            config = with_dropout(
-                SegmentationConfig.default(dim or "2d", mods, device_type), modality_dropout
+            config = with_overrides(
+                SegmentationConfig.default(dim or "2d", mods, device_type), overrides
             )
             results.append((ld.case_id, make(case, config, seed), None, False))
         except ConfigError:

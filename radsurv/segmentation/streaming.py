@@ -192,7 +192,8 @@ class StreamingSliceDataset(RandomPatchDataset):
     """:class:`~radsurv.segmentation.datasets.RandomPatchDataset` over streamed pack slices.
 
     The same draws (volume, centre, jitter, flips, intensity scale and shift, modality dropout)
-    for the same (seed, epoch, index); each sample reads one slice file. 2D only.
+    for the same (seed, epoch, index); each sample reads one slice file per axial slice it
+    holds (``2 * context_slices + 1``). 2D only.
 
     Parameters
     ----------
@@ -221,7 +222,21 @@ class StreamingSliceDataset(RandomPatchDataset):
     def _patch(  # type: ignore[override]
         self, vol: StreamVolume, z: int, starts: list[int], size: list[int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        return vol.read_patch(z, starts, size)
+        """The memory loader's sample: slices z-K .. z+K of the box (zero beyond it), each read
+        from its slice file, modality-major; the regions of slice z."""
+        k = self.config.context_slices
+        if k == 0:
+            return vol.read_patch(z, starts, size)
+        (z0, z1), _, _ = vol.box
+        image = np.zeros((len(vol.channels), self.config.depth, *size), dtype=np.float32)
+        regions = None
+        for d, zz in enumerate(range(z - k, z + k + 1)):
+            if 0 <= zz < z1 - z0:
+                image[:, d], slice_regions = vol.read_patch(zz, starts, size)
+                if zz == z:
+                    regions = slice_regions
+        assert regions is not None  # the centre slice lies in the box
+        return image.reshape(-1, *size), regions
 
 
 class MappedVolume:

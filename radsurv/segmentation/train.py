@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +54,7 @@ from radsurv.segmentation.loading import (
     VolumeMaker,
     load_volumes,
     volume_makers,
-    with_dropout,
+    with_overrides,
 )
 from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.preprocess import labels_to_regions, regions_to_labels
@@ -264,7 +264,7 @@ def _resumed_config(
     config: SegmentationConfig | None,
     dim: str | None,
     modalities: list[str] | None,
-    modality_dropout: float | None,
+    overrides: Mapping[str, Any],
 ) -> tuple[dict[str, Any], SegmentationConfig]:
     """Read a last checkpoint to resume from; refuse options that contradict it."""
     resumed, saved = read_checkpoint(last_path)
@@ -285,11 +285,13 @@ def _resumed_config(
             f"{saved.modalities}; the options ask for dim {requested.dim}, modalities "
             f"{requested.modalities}. Drop the options or train a new model."
         )
-    if modality_dropout is not None and modality_dropout != saved.modality_dropout:
-        raise CheckpointError(
-            f"--resume: {last_path} was trained with modality dropout {saved.modality_dropout}; "
-            f"the options ask for {modality_dropout}. Drop the option or train a new model."
-        )
+    for name, value in overrides.items():
+        if value is not None and value != getattr(saved, name):
+            what = name.replace("_", " ")
+            raise CheckpointError(
+                f"--resume: {last_path} was trained with {what} {getattr(saved, name)}; "
+                f"the options ask for {value}. Drop the option or train a new model."
+            )
     return resumed, saved
 
 
@@ -533,6 +535,7 @@ def train_segmentation(
     folds: int | None = None,
     modality_dropout: float | None = None,
     loader: str = "memory",
+    context_slices: int | None = None,
 ) -> TrainResult | EnsembleTrainResult:
     """Train a MONAI segmentation model (or a K-fold ensemble) and save its checkpoints.
 
@@ -590,6 +593,9 @@ def train_segmentation(
         ``"mmap"``: the prepared cases are written to a temporary folder (~25 MB per case,
         removed afterwards) and memory-mapped; any format, 2D or 3D, the memory loader's
         samples exactly. See :mod:`radsurv.segmentation.streaming`.
+    context_slices
+        2D only: neighbouring axial slices on each side that enter with each slice (2.5D);
+        stored in the config. Default the config's value (0, plain 2D, for a default config).
 
     Returns
     -------
@@ -619,8 +625,9 @@ def train_segmentation(
         raise ConfigError(
             "--loader stream draws 2D slices; a 3d model needs --loader memory or mmap"
         )
+    overrides = {"modality_dropout": modality_dropout, "context_slices": context_slices}
     if config is not None:
-        config = with_dropout(config, modality_dropout)
+        config = with_overrides(config, overrides)
     dev = _configure_device(device)
     if num_workers is None:  # workers only pay off when a GPU waits; on CPU they compete
         num_workers = min(8, max(1, len(os.sched_getaffinity(0)) - 1)) if dev.type == "cuda" else 0
@@ -653,7 +660,7 @@ def train_segmentation(
                 config=config,
                 dim=dim,
                 modalities=modalities,
-                modality_dropout=modality_dropout,
+                overrides=overrides,
                 seed=seed,
                 resume=resume,
                 makers=makers,
@@ -672,7 +679,7 @@ def train_segmentation(
                     f"--resume: no last checkpoint {last_path} to resume from; "
                     "train without --resume"
                 )
-            resumed, config = _resumed_config(last_path, config, dim, modalities, modality_dropout)
+            resumed, config = _resumed_config(last_path, config, dim, modalities, overrides)
             seed = int(resumed["seed"])
 
         loaders = case_loaders(source)
@@ -694,7 +701,7 @@ def train_segmentation(
             config,
             dim,
             modalities,
-            modality_dropout,
+            overrides,
             dev.type,
             seed,
             make,
@@ -746,7 +753,7 @@ def _train_folds(
     config: SegmentationConfig | None,
     dim: str | None,
     modalities: list[str] | None,
-    modality_dropout: float | None,
+    overrides: Mapping[str, Any],
     seed: int,
     resume: bool,
     makers: tuple[VolumeMaker, VolumeMaker],
@@ -764,7 +771,7 @@ def _train_folds(
             last = last_checkpoint_path(member)
             if not last.is_file():
                 continue
-            payload, saved = _resumed_config(last, config, dim, modalities, modality_dropout)
+            payload, saved = _resumed_config(last, config, dim, modalities, overrides)
             if resumed and saved != config:
                 raise CheckpointError(
                     f"--resume: {last} has another config than the ensemble's other folds; "
@@ -791,7 +798,7 @@ def _train_folds(
         config,
         dim,
         modalities,
-        modality_dropout,
+        overrides,
         dev.type,
         seed,
         makers[0],

@@ -58,7 +58,7 @@ def test_tta_of_a_flip_equivariant_network_equals_plain(tiny_cases, dim):
     config = tiny_config(["flair", "t1gd"], dim=dim)
     conv = torch.nn.Conv2d if dim == "2d" else torch.nn.Conv3d
     torch.manual_seed(0)
-    net = conv(2, 3, kernel_size=1)
+    net = conv(config.in_channels, 3, kernel_size=1)
     image = case_input(tiny_cases[0], config)
     plain = infer_probabilities(net, image, config, torch.device("cpu"))
     tta = infer_probabilities(net, image, config, torch.device("cpu"), tta=True)
