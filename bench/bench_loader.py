@@ -4,9 +4,12 @@ Writes a synthetic pack of full-size slices (``--volumes`` volumes of 155 slices
 float64 image with 4 channels, uint8 one-hot mask: the pack's layout; one phantom written under
 every volume number, as its content does not change the reading cost) into a temporary folder
 with ``write_kaggle_volume``, then times, interleaved and repeated (median of
-``--repeats``), the same ``--samples`` slices:
+``--repeats``), the same ``--samples`` training slices. A training slice is read with its
+``--context-slices`` neighbours on each side (default 0, radsurv's plain 2D: one slice file
+per sample; K: up to 2K + 1 files, fewer at the ends of the head box); rates are training
+slices (samples) per second and the baselines read exactly the files the stream loader reads:
 
-- baseline ``plain h5py``: one process opens each slice file and reads
+- baseline ``plain h5py``: one process opens each sample's slice files and reads
   ``h5py.File(path)['image'][()]`` and ``['mask'][()]``, nothing else;
 - ``radsurv stream``: :class:`radsurv.segmentation.streaming.StreamingSliceDataset` through a
   torch DataLoader with ``--workers`` workers (2), batches of ``--batch-size``: each sample
@@ -26,7 +29,8 @@ The files were just written, so every run reads from the page cache, like a pack
 local disk that fits in memory. The temporary pack is removed at the end.
 
 Usage: ``python bench/bench_loader.py [--volumes 4] [--samples 1024] [--workers 2]
-[--repeats 3] [--quick] [--json out.json]``; ``--quick``: 2 small volumes, a few samples.
+[--repeats 3] [--context-slices K] [--quick] [--json out.json]``; ``--quick``: 2 small
+volumes, a few samples.
 """
 
 from __future__ import annotations
@@ -56,33 +60,45 @@ from radsurv.segmentation.streaming import (
 
 
 class _Recorder(StreamingSliceDataset):
-    """Replays the stream dataset's draws and records which slice file each sample reads."""
+    """Replays the stream dataset's draws and records the slice files each sample reads (its
+    slice and the context slices inside the head box)."""
 
     def _patch(  # type: ignore[override]
         self, vol: StreamVolume, z: int, starts: list[int], size: list[int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        self.read.append(vol.files[vol.box[0][0] + z])
-        return np.zeros((len(vol.channels), *size), np.float32), np.zeros((3, *size), np.uint8)
+        (z0, z1), k = vol.box[0], self.config.context_slices
+        inside = [zz for zz in range(z - k, z + k + 1) if 0 <= zz < z1 - z0]
+        self.read.append([vol.files[z0 + zz] for zz in inside])
+        image = np.zeros((len(vol.channels) * self.config.depth, *size), np.float32)
+        return image, np.zeros((3, *size), np.uint8)
+
+
+def _read_files(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The image and mask datasets of a sample's slice files, nothing else."""
+    images, masks = [], []
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            images.append(f["image"][()])
+            masks.append(f["mask"][()])
+    return np.stack(images), np.stack(masks)
 
 
 class _PlainFiles(Dataset):
-    def __init__(self, files: list[str]) -> None:
-        self.files = files
+    def __init__(self, samples: list[list[str]]) -> None:
+        self.samples = samples
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        with h5py.File(self.files[i], "r") as f:
-            return f["image"][()], f["mask"][()]
+        return _read_files(self.samples[i])
 
 
-def plain_h5py(files: list[str]) -> int:
-    """The baseline: read each slice's image and mask datasets in one process."""
+def plain_h5py(samples: list[list[str]]) -> int:
+    """The baseline: read each sample's slice files (image and mask) in one process."""
     n = 0
-    for path in files:
-        with h5py.File(path, "r") as f:
-            image, mask = f["image"][()], f["mask"][()]
+    for paths in samples:
+        image, mask = _read_files(paths)
         n += image.shape[0] > 0 and mask.shape[0] > 0
     return n
 
@@ -109,6 +125,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--context-slices",
+        type=int,
+        default=0,
+        help="neighbouring slices read with each training slice on each side (2.5D; default 0)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 small volumes, 64 samples")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -119,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     shape = (args.slices, args.size, args.size)
     config = SegmentationConfig.default("2d", device_type="cuda")  # 128 x 128 crops, 4 channels
     config.modality_dropout = 0.25
+    config.context_slices = args.context_slices
+    config.validate()
     if args.quick:
         config.patch_size = [32, 32]
     with tempfile.TemporaryDirectory(prefix="radsurv-bench-loader-") as tmp:
@@ -142,8 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
         recorder.read = []
         for i in range(len(recorder)):
             recorder[i]
-        files = recorder.read
+        files = recorder.read  # the slice files of each sample, in sample order
         assert len(files) == args.samples
+        files_per_sample = sum(map(len, files)) / len(files)
         dataset = StreamingSliceDataset(volumes, config, args.samples, seed=0)
         # persistent workers, as training uses them: their start-up is paid once, not timed
         keep = {"num_workers": args.workers, "persistent_workers": args.workers > 0}
@@ -201,6 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
         "workers": args.workers,
         "batch_size": args.batch_size,
         "patch_size": list(config.patch_size),
+        "context_slices": config.context_slices,
+        "files_per_sample": round(files_per_sample, 2),
         "write_s": round(t_write, 2),
         "stats_pass_s_per_volume": round(t_stats, 3),
         "mmap_copy_s_per_volume": round(t_map, 3),
@@ -214,7 +241,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"synthetic pack: {args.volumes} volumes x {args.slices} slices of {args.size}x{args.size}"
         f" (written in {t_write:.1f} s); {args.samples} samples, batch {args.batch_size}, "
-        f"patch {config.patch_size}, median of {args.repeats}"
+        f"patch {config.patch_size}, median of {args.repeats}; each training slice read with "
+        f"{config.context_slices} context slice(s) on each side ({files_per_sample:.2f} files "
+        "per sample; the baselines read the same files)"
     )
     print(f"stream statistics pass, per volume:  {t_stats:8.3f} s (once)")
     print(f"mmap prepared copy, per volume:      {t_map:8.3f} s (once)")

@@ -119,14 +119,19 @@ def train_variant(
     seed: int,
     device: str,
     ensemble_k: int,
+    context_slices: int | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train the model of ``variant`` (``2d``, ``ensemble`` or ``3d``) within ``minutes``."""
+    """Train the model of ``variant`` (``2d``, ``ensemble`` or ``3d``) within ``minutes``.
+
+    ``context_slices`` (None: the 2D default) applies to the 2D variants only.
+    """
     common = {"time_limit": minutes, "epochs": EPOCHS, "seed": seed, "device": device}
+    two_d = {**common, "dim": "2d", "context_slices": context_slices}
     if variant == "2d":
         return _timed_training(
             lambda: (
                 train_segmentation(
-                    train, out / "model_2d.pt", dim="2d", val_fraction=0.0, progress=False, **common
+                    train, out / "model_2d.pt", val_fraction=0.0, progress=False, **two_d
                 ).best_path
             )
         )
@@ -135,9 +140,7 @@ def train_variant(
         # time_limit is the whole ensemble's budget: train_segmentation splits it over the K folds
         _, info = _timed_training(
             lambda: (
-                train_segmentation(
-                    train, path, dim="2d", folds=ensemble_k, progress=False, **common
-                ).best_path
+                train_segmentation(train, path, folds=ensemble_k, progress=False, **two_d).best_path
             )
         )
         return path, info
@@ -189,7 +192,14 @@ def run_fold(
                 "training %s on %s (%.1f min)", base, records[0]["train_cases"], args.minutes
             )
             done[base] = train_variant(
-                base, train, out, args.minutes, args.seed, args.device, args.ensemble_k
+                base,
+                train,
+                out,
+                args.minutes,
+                args.seed,
+                args.device,
+                args.ensemble_k,
+                args.context_slices,
             )
         path, training = done[base]
         model = load_model(path, device=args.device)
@@ -266,6 +276,12 @@ def main() -> None:
     parser.add_argument("--ensemble-k", type=int, default=3, help="models in the ensemble")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--context-slices",
+        type=int,
+        default=None,
+        help="neighbouring slices on each side for the 2D variants (default: radsurv's, 1)",
+    )
     parser.add_argument(
         "--external",
         action="store_true",
