@@ -123,7 +123,7 @@ def train_variant(
 ) -> tuple[Path, dict[str, Any]]:
     """Train the model of ``variant`` (``2d``, ``ensemble`` or ``3d``) within ``minutes``.
 
-    ``context_slices`` (None: the 2D default) applies to the 2D variants only.
+    ``context_slices`` (None: radsurv's default, 0) applies to the 2D variants only.
     """
     common = {"time_limit": minutes, "epochs": EPOCHS, "seed": seed, "device": device}
     two_d = {**common, "dim": "2d", "context_slices": context_slices}
@@ -280,7 +280,7 @@ def main() -> None:
         "--context-slices",
         type=int,
         default=None,
-        help="neighbouring slices on each side for the 2D variants (default: radsurv's, 1)",
+        help="neighbouring slices on each side for the 2D variants (default: radsurv's, 0)",
     )
     parser.add_argument(
         "--external",

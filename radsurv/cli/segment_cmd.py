@@ -65,7 +65,7 @@ def train(
         None,
         "--context-slices",
         help="2d: neighbouring axial slices on each side fed with each slice (2.5D); "
-        "default 1 for 2d, 0 for 3d; 0 is plain 2d.",
+        "default 0 (plain 2d); 3d models take 0 only.",
     ),
     loader: str = typer.Option(
         "memory",
