@@ -120,20 +120,12 @@ def train_variant(
     device: str,
     ensemble_k: int,
     context_slices: int | None = None,
-    bias_correction: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train the model of ``variant`` (``2d``, ``ensemble`` or ``3d``) within ``minutes``.
 
-    ``context_slices`` (None: radsurv's default, 0) applies to the 2D variants only;
-    ``bias_correction`` (None: radsurv's default, none) to every variant.
+    ``context_slices`` (None: radsurv's default, 0) applies to the 2D variants only.
     """
-    common = {
-        "time_limit": minutes,
-        "epochs": EPOCHS,
-        "seed": seed,
-        "device": device,
-        "bias_correction": bias_correction,
-    }
+    common = {"time_limit": minutes, "epochs": EPOCHS, "seed": seed, "device": device}
     two_d = {**common, "dim": "2d", "context_slices": context_slices}
     if variant == "2d":
         return _timed_training(
@@ -208,7 +200,6 @@ def run_fold(
                 args.device,
                 args.ensemble_k,
                 args.context_slices,
-                args.bias_correction,
             )
         path, training = done[base]
         model = load_model(path, device=args.device)
@@ -290,13 +281,6 @@ def main() -> None:
         type=int,
         default=None,
         help="neighbouring slices on each side for the 2D variants (default: radsurv's, 0)",
-    )
-    parser.add_argument(
-        "--bias-correction",
-        choices=["none", "n4"],
-        default=None,
-        help="N4 bias-field correction before the z-score, in training and prediction "
-        "(default: radsurv's, none)",
     )
     parser.add_argument(
         "--external",

@@ -67,13 +67,6 @@ def train(
         help="2d: neighbouring axial slices on each side fed with each slice (2.5D); "
         "default 0 (plain 2d); 3d models take 0 only.",
     ),
-    bias_correction: str | None = typer.Option(
-        None,
-        "--bias-correction",
-        help="n4: N4 bias-field correction of every image before the z-score, in training "
-        "and (stored in the model) at prediction; a few CPU seconds per modality and case. "
-        "none (default): the z-score alone.",
-    ),
     loader: str = typer.Option(
         "memory",
         "--loader",
@@ -112,7 +105,6 @@ def train(
             folds=folds,
             modality_dropout=modality_dropout,
             context_slices=context_slices,
-            bias_correction=bias_correction,
             loader=loader,
             num_workers=num_workers,
         )

@@ -14,11 +14,7 @@ from radsurv.errors import ConfigError
 
 # Output channels of the region-based model, in order (sigmoid each; nested WT > TC > ET).
 REGION_OUTPUTS: tuple[str, ...] = ("WT", "TC", "ET")
-ZSCORE = "zscore_foreground"
-N4_ZSCORE = "n4_zscore_foreground"  # N4 bias-field correction first (radsurv.segmentation.bias)
-NORMALISATIONS: tuple[str, ...] = (ZSCORE, N4_ZSCORE)
-# --bias-correction choices -> normalisation
-BIAS_CORRECTIONS: dict[str, str] = {"none": ZSCORE, "n4": N4_ZSCORE}
+NORMALISATIONS: tuple[str, ...] = ("zscore_foreground",)
 DIMS: tuple[str, ...] = ("2d", "3d")
 # 2.5D stays opt-in (default 0): over 3 seeds x 4 leave-one-out BraTS 2015 cases (8 CPU-minutes
 # each, bench/bench_segment_real.py) K = 1 moved mean WT Dice from 0.827 to 0.838 (0.831 to
@@ -40,9 +36,7 @@ class SegmentationConfig:
         ``"regions"``: sigmoid outputs WT, TC, ET converted to canonical labels 1, 2, 4.
     normalisation
         ``"zscore_foreground"``: each channel z-scored over the head (voxels differing from the
-        background value), background set to 0. ``"n4_zscore_foreground"``: each channel is
-        first N4 bias-field corrected inside the head (:mod:`radsurv.segmentation.bias`), in
-        training and at prediction alike (``segment train --bias-correction n4``).
+        background value), background set to 0.
     patch_size
         Training crop in voxels: (y, x) for 2D, (z, y, x) for 3D.
     channels, strides, num_res_units
@@ -66,7 +60,7 @@ class SegmentationConfig:
     dim: str = "2d"
     modalities: list[str] = field(default_factory=lambda: ["flair", "t1", "t1gd", "t2"])
     label_scheme: str = "regions"
-    normalisation: str = ZSCORE
+    normalisation: str = "zscore_foreground"
     patch_size: list[int] = field(default_factory=lambda: [128, 128])
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     strides: list[int] = field(default_factory=lambda: [2, 2, 2])

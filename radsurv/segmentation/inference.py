@@ -14,10 +14,6 @@ un-normalised activations and large logits cannot overflow and no loss scaling i
 shorter mantissa moves sigmoid probabilities by ~1e-2 at most, which changes a label only for
 voxels whose probability lies within that of the threshold (the bench reports the agreement
 with float32). GPUs without bfloat16 fall back to float16.
-
-A model trained with N4 bias-field correction (``normalisation`` ``n4_zscore_foreground``) has
-its raw images corrected on the host first (SimpleITK, a few seconds per modality), then
-everything above follows.
 """
 
 from __future__ import annotations
@@ -31,12 +27,11 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from radsurv.data.case import exact_float_dtype
-from radsurv.segmentation.config import N4_ZSCORE, SegmentationConfig
+from radsurv.segmentation.config import SegmentationConfig
 from radsurv.segmentation.device import autocast, without_cudnn_autotuning
 from radsurv.segmentation.preprocess import (
     bounding_box,
     check_values,
-    corrected_images,
     foreground_mask,
     normalise_tensor,
     normalise_with_box,
@@ -316,7 +311,6 @@ def segment_box(
     names: Sequence[str] | None = None,
     case_id: str = "?",
     batch_size: int | None = None,
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> tuple[np.ndarray, tuple[slice, ...]]:
     """Canonical labels of the head's box (+2 voxels) and the box; everything outside is 0.
 
@@ -324,8 +318,6 @@ def segment_box(
     post-processing can stay inside the box too).
     """
     names = list(names) if names is not None else list(config.modalities)
-    if config.normalisation == N4_ZSCORE:  # on the host: SimpleITK's N4
-        arrays = corrected_images(config, case_id, names, list(arrays), spacing)
     present, box = normalise_arrays(arrays, names, case_id, device)
     present = present[(slice(None), *box)]
     if len(names) == len(config.modalities):
@@ -349,7 +341,6 @@ def segment_arrays(
     names: Sequence[str] | None = None,
     case_id: str = "?",
     batch_size: int | None = None,
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> np.ndarray:
     """Canonical labels (uint8 (z, y, x), 0/1/2/4, before post-processing) of raw images.
 
@@ -370,13 +361,8 @@ def segment_arrays(
         Named in the errors of bad volumes (:class:`BadVolumeError`).
     batch_size
         Slices (2D) or patches (3D) per network call (:func:`default_batch_size`).
-    spacing
-        Voxel size (x, y, z) in mm; used by the N4 bias-field correction of models trained
-        with it.
     """
-    labels, box = segment_box(
-        network, arrays, config, device, amp, tta, names, case_id, batch_size, spacing
-    )
+    labels, box = segment_box(network, arrays, config, device, amp, tta, names, case_id, batch_size)
     out = np.zeros(arrays[0].shape, dtype=np.uint8)
     out[box] = labels
     return out

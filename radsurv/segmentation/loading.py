@@ -51,7 +51,7 @@ def volume_makers(loader: str, stack: ExitStack) -> tuple[VolumeMaker, VolumeMak
 
 
 # Config fields a training option may set over the default (or a given) config.
-OVERRIDABLE: tuple[str, ...] = ("modality_dropout", "context_slices", "normalisation")
+OVERRIDABLE: tuple[str, ...] = ("modality_dropout", "context_slices")
 
 
 def with_overrides(

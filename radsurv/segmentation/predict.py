@@ -206,7 +206,6 @@ def segment_case(
         names=names,
         case_id=case.case_id,
         batch_size=batch_size,
-        spacing=case.spacing,
     )
     if postprocess:  # every tumour voxel lies in the head's box: clean the box only
         crop = postprocess_labels(crop, case.spacing)

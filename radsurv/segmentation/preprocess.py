@@ -12,8 +12,7 @@ import torch
 from radsurv.data.case import Case
 from radsurv.data.labels import LABEL_ED, LABEL_ET, LABEL_NCR, mask_extent, region_mask
 from radsurv.errors import DataError, SegmentationError
-from radsurv.segmentation.bias import n4_correct
-from radsurv.segmentation.config import N4_ZSCORE, SegmentationConfig
+from radsurv.segmentation.config import SegmentationConfig
 
 
 class ModalityMismatchError(SegmentationError):
@@ -163,33 +162,6 @@ def check_values(case_id: str, names: list[str], arrays: list[np.ndarray]) -> No
             raise all_zero_error(case_id, m)
 
 
-def corrected_images(
-    config: SegmentationConfig,
-    case_id: str,
-    names: list[str],
-    arrays: list[np.ndarray],
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
-) -> list[np.ndarray]:
-    """Check the raw images (:func:`check_values`) and, when ``config`` asks for it, correct
-    their bias field (:func:`~radsurv.segmentation.bias.n4_correct`, over the head).
-
-    Training and prediction both go through here, so a model sees the same kind of input.
-    """
-    check_values(case_id, names, arrays)
-    if config.normalisation != N4_ZSCORE:
-        return arrays
-    head = foreground_mask(np.stack(arrays))
-    if not head.any():
-        raise no_head_error(case_id)
-    try:
-        return n4_correct(arrays, head, spacing)
-    except RuntimeError as exc:  # SimpleITK's errors
-        raise BadVolumeError(
-            f"case {case_id}: N4 bias-field correction failed ({str(exc).splitlines()[-1]}); "
-            "check the images, or use a model trained with --bias-correction none"
-        ) from exc
-
-
 def case_input(case: Case, config: SegmentationConfig, allow_missing: bool = False) -> np.ndarray:
     """Model input of ``case``: float32 (C, z, y, x), channels in ``config.modalities`` order.
 
@@ -198,7 +170,7 @@ def case_input(case: Case, config: SegmentationConfig, allow_missing: bool = Fal
     as usual.
     """
     names, arrays = present_images(case, config.modalities, allow_missing)
-    arrays = corrected_images(config, case.case_id, names, arrays, case.spacing)
+    check_values(case.case_id, names, arrays)
     present = normalise(np.stack(arrays), case.case_id, names)
     if len(names) == len(config.modalities):
         return present

@@ -33,7 +33,7 @@ import numpy as np
 
 from radsurv.data.case import Case
 from radsurv.errors import ConfigError, SegmentationError
-from radsurv.segmentation.config import N4_ZSCORE, SegmentationConfig
+from radsurv.segmentation.config import SegmentationConfig
 from radsurv.segmentation.datasets import (
     TUMOUR_FRACTION,
     RandomPatchDataset,
@@ -158,11 +158,6 @@ def pack_slice_files(case: Case) -> tuple[list[str], tuple[str, ...]]:
 def stream_volume(case: Case, config: SegmentationConfig, seed: int = 0) -> StreamVolume:
     """Check a pack case like :func:`~radsurv.segmentation.datasets.prepare_volume` and keep
     only what streaming its slices needs (the image itself is dropped)."""
-    if config.normalisation == N4_ZSCORE:
-        raise ConfigError(
-            f"case {case.case_id}: a model with N4 bias-field correction needs whole volumes; "
-            "--loader stream reads single slices. Use --loader memory or mmap"
-        )
     files, order = pack_slice_files(case)
     if len(files) != case.shape[0]:
         raise SegmentationError(

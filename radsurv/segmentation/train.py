@@ -34,12 +34,7 @@ from radsurv.segmentation.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from radsurv.segmentation.config import (
-    BIAS_CORRECTIONS,
-    N4_ZSCORE,
-    REGION_OUTPUTS,
-    SegmentationConfig,
-)
+from radsurv.segmentation.config import REGION_OUTPUTS, SegmentationConfig
 from radsurv.segmentation.datasets import PreparedVolume, RandomPatchDataset
 from radsurv.segmentation.device import (
     autocast,
@@ -541,7 +536,6 @@ def train_segmentation(
     modality_dropout: float | None = None,
     loader: str = "memory",
     context_slices: int | None = None,
-    bias_correction: str | None = None,
 ) -> TrainResult | EnsembleTrainResult:
     """Train a MONAI segmentation model (or a K-fold ensemble) and save its checkpoints.
 
@@ -602,12 +596,6 @@ def train_segmentation(
     context_slices
         2D only: neighbouring axial slices on each side that enter with each slice (2.5D);
         stored in the config. Default the config's value (0, plain 2D, for a default config).
-    bias_correction
-        ``"n4"``: N4 bias-field correction of every image inside the head before the z-score
-        (:mod:`radsurv.segmentation.bias`), in training and, from the stored config, at
-        prediction; ``"none"``: the z-score alone. Default the config's (none for a default
-        config). Costs a few CPU seconds per modality and case, once, when the cases are
-        loaded; needs the whole volume, so not with ``loader="stream"``.
 
     Returns
     -------
@@ -637,25 +625,7 @@ def train_segmentation(
         raise ConfigError(
             "--loader stream draws 2D slices; a 3d model needs --loader memory or mmap"
         )
-    if bias_correction is not None and bias_correction not in BIAS_CORRECTIONS:
-        raise ConfigError(
-            f"--bias-correction {bias_correction!r} unknown; choose "
-            + " or ".join(BIAS_CORRECTIONS)
-        )
-    normalisation = BIAS_CORRECTIONS.get(bias_correction) if bias_correction else None
-    if loader == "stream" and N4_ZSCORE in (
-        normalisation,
-        config.normalisation if config else None,
-    ):
-        raise ConfigError(
-            "--bias-correction n4 corrects whole volumes; --loader stream reads single slices. "
-            "Use --loader memory or mmap (or --bias-correction none)"
-        )
-    overrides = {
-        "modality_dropout": modality_dropout,
-        "context_slices": context_slices,
-        "normalisation": normalisation,
-    }
+    overrides = {"modality_dropout": modality_dropout, "context_slices": context_slices}
     if config is not None:
         config = with_overrides(config, overrides)
     dev = _configure_device(device)
