@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 from bench_segment_real import DEFAULT_DATA, DEFAULT_EXTERNAL, load_cases, load_external
 from scipy import ndimage
 
 from radsurv.data.case import Case
 from radsurv.data.labels import LABEL_ED, region_mask
+from radsurv.data.nifti import read_mask_nifti
 from radsurv.segmentation.metrics import EVAL_REGIONS
 from radsurv.segmentation.preprocess import foreground_mask
 
@@ -75,22 +75,21 @@ def intensity_profile(image: np.ndarray, labels: np.ndarray, head: np.ndarray) -
     (NaN without oedema), in units of each normalisation's scale.
     """
     wt, oedema = labels > 0, labels == LABEL_ED
-    normal = head & ~wt
     values = image[head].astype(np.float64)
+    normal = image[head & ~wt].astype(np.float64)
+    oedema_median = float(np.median(image[oedema])) if oedema.any() else float("nan")
     centres = {
         "zscore": (float(values.mean()), float(values.std())),
         "median_iqr": _robust(values),
     }
     profile: dict[str, Any] = {"wt_share_of_head": float(wt.sum() / head.sum())}
     for name, (loc, scale) in centres.items():
-        normal_z = (image[normal].astype(np.float64) - loc) / scale
-        p50, p95, p99 = np.percentile(normal_z, [50, 95, 99])
-        ed = (float(np.median(image[oedema]) - loc) / scale) if oedema.any() else float("nan")
+        p50, p95, p99 = (np.percentile(normal, [50, 95, 99]) - loc) / scale
         profile[name] = {
             "normal_median": float(p50),
             "normal_p95": float(p95),
             "normal_p99": float(p99),
-            "oedema_median": ed,
+            "oedema_median": (oedema_median - loc) / scale,
         }
     return profile
 
@@ -110,7 +109,7 @@ def diagnose(cases: list[Case], keep: Path | None, far_mm: float) -> dict[str, A
         head = foreground_mask(np.stack([case.images[m] for m in sorted(case.images)]))
         result["flair"][case.case_id] = intensity_profile(case.images["flair"], case.labels, head)
         for variant, path in (kept_masks(keep, case.case_id) if keep else {}).items():
-            pred = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+            pred = read_mask_nifti(path, case, label_convention="brats2020")
             errors = error_volumes(pred, case.labels, case.spacing, far_mm)
             result["errors"].setdefault(case.case_id, {})[variant] = errors
     return result

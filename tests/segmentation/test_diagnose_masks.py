@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
+def bench():
     sys.path.insert(0, str(ROOT / "bench"))  # the script imports bench_segment_real beside it
     try:
         spec = importlib.util.spec_from_file_location(
