@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -12,6 +15,19 @@ from radsurv.data.synthetic import make_phantom_case
 from radsurv.segmentation import SegmentationConfig, train_segmentation
 
 TINY_SHAPE = (16, 48, 48)  # (z, y, x)
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load_bench_script(name: str) -> ModuleType:
+    """Import ``bench/NAME.py`` (with bench/ on the path while it loads, for its own imports)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
 
 
 def tiny_config(modalities: list[str] | None = None, dim: str = "2d") -> SegmentationConfig:

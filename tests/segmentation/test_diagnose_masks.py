@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "bench"))  # the script imports bench_segment_real beside it
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "diagnose_masks", ROOT / "bench" / "diagnose_masks.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return module
+    return load_bench_script("diagnose_masks")
 
 
 def test_error_volumes_by_hand(bench):
