@@ -26,13 +26,13 @@ from bench_segment_real import DEFAULT_DATA, load_cases
 from scipy import ndimage
 
 from radsurv.data.case import Case
+from radsurv.data.labels import LABEL_ED
 from radsurv.segmentation import case_scores, load_model
-from radsurv.segmentation.inference import normalise_arrays, probabilities_tensor
+from radsurv.segmentation.inference import box_probabilities
+from radsurv.segmentation.metrics import EVAL_REGIONS
 from radsurv.segmentation.postprocess import postprocess_labels
 from radsurv.segmentation.predict import SegmentationModel
 from radsurv.segmentation.preprocess import present_images, regions_to_labels
-
-REGIONS = ("WT", "TC", "ET")
 
 
 def case_probabilities(
@@ -40,21 +40,20 @@ def case_probabilities(
 ) -> tuple[np.ndarray, tuple[slice, ...]]:
     """Sigmoid probabilities (3, z, y, x) of the head's box and the box, as segment_case sees it."""
     names, arrays = present_images(case, model.config.modalities)
-    image, box = normalise_arrays(arrays, names, case.case_id, model.device)
-    probs = probabilities_tensor(
-        model.members, image[(slice(None), *box)], model.config, model.device, model.amp, tta=tta
+    probs, box = box_probabilities(
+        model.members, arrays, model.config, model.device, model.amp, tta, names, case.case_id
     )
     return probs.cpu().numpy(), box
 
 
 def close_whole_tumour(labels: np.ndarray, iterations: int) -> np.ndarray:
     """``labels`` with WT closed (6-connected element, ``iterations`` times) and its holes
-    filled; the voxels added become oedema (label 2). Returns a new array."""
+    filled; the voxels added become oedema (``LABEL_ED``). Returns a new array."""
     wt = labels > 0
     element = ndimage.generate_binary_structure(3, 1)
     closed = ndimage.binary_fill_holes(ndimage.binary_closing(wt, element, iterations=iterations))
     out = labels.copy()
-    out[closed & ~wt] = 2
+    out[closed & ~wt] = LABEL_ED
     return out
 
 
@@ -108,10 +107,12 @@ def main() -> None:
                 labels[box] = crop
                 scores = case_scores(labels, case.labels, case.spacing)
                 key = f"{'tta' if tta else 'plain'}:{name}"
-                dice.setdefault(key, {})[case.case_id] = {r: scores[r]["dice"] for r in REGIONS}
-    print(f"{'variant':<28}" + "".join(f"{r + ' Dice':>9}" for r in REGIONS) + "  WT per case")
+                dice.setdefault(key, {})[case.case_id] = {
+                    r: scores[r]["dice"] for r in EVAL_REGIONS
+                }
+    print(f"{'variant':<28}" + "".join(f"{r + ' Dice':>9}" for r in EVAL_REGIONS) + "  WT per case")
     for name, per_case in dice.items():
-        means = [np.mean([d[r] for d in per_case.values()]) for r in REGIONS]
+        means = [np.mean([d[r] for d in per_case.values()]) for r in EVAL_REGIONS]
         per = " ".join(f"{d['WT']:.3f}" for d in per_case.values())
         print(f"{name:<28}" + "".join(f"{m:>9.3f}" for m in means) + f"  {per}")
     if args.json:

@@ -301,6 +301,36 @@ def normalise_arrays(
 
 
 @torch.no_grad()
+def box_probabilities(
+    network: torch.nn.Module | Sequence[torch.nn.Module],
+    arrays: Sequence[np.ndarray],
+    config: SegmentationConfig,
+    device: torch.device,
+    amp: bool = True,
+    tta: bool = False,
+    names: Sequence[str] | None = None,
+    case_id: str = "?",
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Sigmoid probabilities (3, z, y, x) float32 of the head's box (+2 voxels) and the box.
+
+    The raw images are normalised on ``device`` (:func:`normalise_arrays`), cropped to the
+    box, and a modality of ``config.modalities`` not in ``names`` becomes an all-zero
+    normalised channel; the tensor stays on ``device``. Parameters as :func:`segment_arrays`.
+    """
+    names = list(names) if names is not None else list(config.modalities)
+    present, box = normalise_arrays(arrays, names, case_id, device)
+    present = present[(slice(None), *box)]
+    if len(names) == len(config.modalities):
+        image = present
+    else:
+        image = torch.zeros((len(config.modalities), *present.shape[1:]), device=device)
+        for c, name in enumerate(names):
+            image[config.modalities.index(name)] = present[c]
+    return probabilities_tensor(network, image, config, device, amp, tta, batch_size), box
+
+
+@torch.no_grad()
 def segment_box(
     network: torch.nn.Module | Sequence[torch.nn.Module],
     arrays: Sequence[np.ndarray],
@@ -315,18 +345,12 @@ def segment_box(
     """Canonical labels of the head's box (+2 voxels) and the box; everything outside is 0.
 
     The work of :func:`segment_arrays`, without pasting the box into a whole volume (so
-    post-processing can stay inside the box too).
+    post-processing can stay inside the box too): :func:`box_probabilities` thresholded at
+    ``config.threshold``.
     """
-    names = list(names) if names is not None else list(config.modalities)
-    present, box = normalise_arrays(arrays, names, case_id, device)
-    present = present[(slice(None), *box)]
-    if len(names) == len(config.modalities):
-        image = present
-    else:
-        image = torch.zeros((len(config.modalities), *present.shape[1:]), device=device)
-        for c, name in enumerate(names):
-            image[config.modalities.index(name)] = present[c]
-    probs = probabilities_tensor(network, image, config, device, amp, tta, batch_size)
+    probs, box = box_probabilities(
+        network, arrays, config, device, amp, tta, names, case_id, batch_size
+    )
     labels = regions_to_labels_tensor(probs > config.threshold).cpu().numpy()  # one D2H copy
     return labels, box
 
