@@ -70,7 +70,7 @@ class _Recorder(StreamingSliceDataset):
         inside = [zz for zz in range(z - k, z + k + 1) if 0 <= zz < z1 - z0]
         self.read.append([vol.files[z0 + zz] for zz in inside])
         image = np.zeros((len(vol.channels) * self.config.depth, *size), np.float32)
-        return image, np.zeros((3, *size), np.uint8)
+        return image, np.zeros((3, self.config.depth, *size), np.uint8)
 
 
 def _read_files(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -120,12 +120,19 @@ def train_variant(
     device: str,
     ensemble_k: int,
     context_slices: int | None = None,
+    ncr_intensity_aug: float | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train the model of ``variant`` (``2d``, ``ensemble`` or ``3d``) within ``minutes``.
 
     ``context_slices`` (None: radsurv's default, 0) applies to the 2D variants only.
     """
-    common = {"time_limit": minutes, "epochs": EPOCHS, "seed": seed, "device": device}
+    common = {
+        "time_limit": minutes,
+        "epochs": EPOCHS,
+        "seed": seed,
+        "device": device,
+        "ncr_intensity_aug": ncr_intensity_aug,
+    }
     two_d = {**common, "dim": "2d", "context_slices": context_slices}
     if variant == "2d":
         return _timed_training(
@@ -200,6 +207,7 @@ def run_fold(
                 args.device,
                 args.ensemble_k,
                 args.context_slices,
+                args.ncr_intensity_aug,
             )
         path, training = done[base]
         model = load_model(path, device=args.device)
@@ -281,6 +289,13 @@ def main() -> None:
         type=int,
         default=None,
         help="neighbouring slices on each side for the 2D variants (default: radsurv's, 0)",
+    )
+    parser.add_argument(
+        "--ncr-intensity-aug",
+        type=float,
+        default=None,
+        help="share of training samples whose necrotic core gets a random intensity "
+        "(default: radsurv's)",
     )
     parser.add_argument(
         "--external",

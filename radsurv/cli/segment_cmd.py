@@ -67,6 +67,12 @@ def train(
         help="2d: neighbouring axial slices on each side fed with each slice (2.5D); "
         "default 0 (plain 2d); 3d models take 0 only.",
     ),
+    ncr_intensity_aug: float | None = typer.Option(
+        None,
+        "--ncr-intensity-aug",
+        help="Share of training samples whose necrotic core gets a random intensity and "
+        "contrast on each modality (dark cavity to bright solid necrosis).",
+    ),
     loader: str = typer.Option(
         "memory",
         "--loader",
@@ -105,6 +111,7 @@ def train(
             folds=folds,
             modality_dropout=modality_dropout,
             context_slices=context_slices,
+            ncr_intensity_aug=ncr_intensity_aug,
             loader=loader,
             num_workers=num_workers,
         )

@@ -55,6 +55,12 @@ class SegmentationConfig:
         slice offset ``d`` in ``-K .. K``). Slices beyond the volume are zero (background).
         The labels are the centre slice's. Checkpoints written before this field existed
         read as 0 (plain 2D).
+    ncr_intensity_aug
+        Training only: share of training samples whose necrotic / non-enhancing core (label 1)
+        gets a random mean intensity and contrast on each modality (a fluid-dark cavity on
+        FLAIR as well as bright solid necrosis); see
+        :func:`~radsurv.segmentation.datasets.randomise_ncr_intensity`. Checkpoints written
+        before this field existed read as 0.
     """
 
     dim: str = "2d"
@@ -70,6 +76,10 @@ class SegmentationConfig:
     outputs: list[str] = field(default_factory=lambda: list(REGION_OUTPUTS))
     modality_dropout: float = 0.0
     context_slices: int = 0
+    # Off by default: leave-one-out on the 4 real BraTS 2015 cases (seed 0), P = 0.25 found
+    # most of pat0005's dark necrotic core but cost pat0003 0.08 WT Dice (mean WT 0.833 against
+    # 0.838 with TTA, mean TC +0.06); with context_slices = 1 it over-segmented pat0005 (0.39).
+    ncr_intensity_aug: float = 0.0
 
     @property
     def depth(self) -> int:
@@ -143,6 +153,11 @@ class SegmentationConfig:
             raise ConfigError(
                 f"--context-slices {self.context_slices} applies to 2d models only; a 3d "
                 "model sees whole patches already (use --context-slices 0 with --dim 3d)"
+            )
+        if not 0.0 <= self.ncr_intensity_aug <= 1.0:
+            raise ConfigError(
+                f"--ncr-intensity-aug {self.ncr_intensity_aug} must lie in [0, 1] (the share of "
+                "training samples whose necrotic core gets a random intensity)"
             )
         if self.modality_dropout > 0 and len(self.modalities) < 2:
             raise ConfigError(

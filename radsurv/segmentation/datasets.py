@@ -31,6 +31,17 @@ MAX_CENTRES = 20000  # candidate patch centres kept per volume and kind
 # held-out real BraTS 2015 cases pat0003 / pat0005 went from ET Dice 0.64 / 0.28 to 0.75 / 0.44
 # and WT 0.81 / 0.64 to 0.83 / 0.63 (bench/bench_segment_real.py).
 TUMOUR_FRACTION = 0.8
+# Under ``ncr_intensity_aug``: the range (z units) of the mean the necrotic / non-enhancing core
+# is moved to, per modality. On FLAIR and T2 necrosis runs from fluid-dark (a cystic cavity) to
+# bright (solid necrosis, oedema-like); it does not enhance, so on T1 and T1Gd it stays at most
+# a little above the head's mean (the enhancing rim, label 4, is left alone).
+NCR_MEAN_RANGE: dict[str, tuple[float, float]] = {
+    "flair": (-2.5, 3.0),
+    "t2": (-2.5, 3.0),
+    "t1": (-2.5, 0.5),
+    "t1gd": (-2.5, 0.5),
+}
+NCR_CONTRAST_RANGE = (0.5, 1.5)  # factor on the core's deviations from its own mean
 
 
 @dataclass
@@ -145,6 +156,44 @@ def drop_modalities(
     return x, dropped
 
 
+def randomise_ncr_intensity(
+    x: np.ndarray, ncr: np.ndarray, modalities: list[str], rng: np.random.Generator
+) -> np.ndarray:
+    """Give the necrotic / non-enhancing core of a sample a random intensity on each modality.
+
+    On each modality the core's voxels are moved so that their mean becomes a value drawn from
+    :data:`NCR_MEAN_RANGE` and their deviations from it are scaled by a factor drawn from
+    :data:`NCR_CONTRAST_RANGE`; everything else is unchanged. Necrosis looks very different
+    from case to case (a dark fluid-filled cavity on FLAIR in one, bright solid tissue in the
+    next), and a few training cases show only some of its looks.
+
+    Parameters
+    ----------
+    x
+        The normalised sample, modality-major: shape ``(len(modalities), *ncr.shape)``.
+    ncr
+        Boolean mask of the core's voxels (TC without ET).
+    modalities
+        The modality of each entry of ``x``'s first axis.
+    rng
+        Draws the means and contrasts.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x`` itself when ``ncr`` is empty, else a changed copy.
+    """
+    if not ncr.any():
+        return x
+    x = x.copy()
+    for m, name in enumerate(modalities):
+        core = x[m][ncr]
+        lo, hi = NCR_MEAN_RANGE[name]
+        mean, contrast = rng.uniform(lo, hi), rng.uniform(*NCR_CONTRAST_RANGE)
+        x[m][ncr] = mean + contrast * (core - core.mean())
+    return x
+
+
 class RandomPatchDataset(Dataset):
     """Random training samples: axial slices cropped to ``patch_size`` (2D) or 3D patches.
 
@@ -155,7 +204,9 @@ class RandomPatchDataset(Dataset):
     sample, per-modality intensity scale (x0.9-1.1) and shift (+-0.1 sd). Then, with
     ``config.modality_dropout`` > 0, whole modalities (with their context slices) are zeroed
     (:func:`drop_modalities`), drawn from a generator of their own so the patch and its
-    augmentation are the same as without dropout.
+    augmentation are the same as without dropout. With ``config.ncr_intensity_aug`` > 0, that
+    share of the samples gets a random intensity for its necrotic / non-enhancing core on each
+    modality (:func:`randomise_ncr_intensity`), also from a generator of its own.
 
     Parameters
     ----------
@@ -196,15 +247,17 @@ class RandomPatchDataset(Dataset):
     def _patch(
         self, vol: PreparedVolume, z: int, starts: list[int], size: list[int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Image (C * depth, h, w) and regions (3, h, w) of the 2D patch at ``starts`` (box
-        coordinates, may reach beyond the box: zero padding) of axial slice ``z``.
+        """Image (C * depth, h, w) and regions (3, depth, h, w) of the 2D patch at ``starts``
+        (box coordinates, may reach beyond the box: zero padding) of axial slice ``z``.
 
-        With ``context_slices`` K the image holds slices z-K .. z+K of every modality,
-        modality-major (:attr:`SegmentationConfig.depth`); the regions are slice z's.
+        With ``context_slices`` K both hold slices z-K .. z+K (:attr:`SegmentationConfig.depth`),
+        the image modality-major; the sample's labels are the centre slice's regions.
         """
         k = self.config.context_slices
-        image = _crop(vol.image, [z - k, *starts], [self.config.depth, *size])
-        return image.reshape(-1, *size), _crop(vol.regions[:, z], starts, size)
+        starts = [z - k, *starts]
+        size = [self.config.depth, *size]
+        image = _crop(vol.image, starts, size)
+        return image.reshape(-1, *size[1:]), _crop(vol.regions, starts, size)
 
     def _whole(self, vol: PreparedVolume) -> tuple[np.ndarray, np.ndarray]:
         """Image (C, z, y, x) and regions (3, z, y, x) of the whole (head-cropped) volume."""
@@ -226,11 +279,21 @@ class RandomPatchDataset(Dataset):
             for c, n in zip(centre, size, strict=True)
         ]
         if self.config.dim == "2d":
-            x, y = self._patch(vol, z, starts, size)
+            x, regions = self._patch(vol, z, starts, size)
+            y = regions[:, self.config.context_slices]
         else:
             image, regions = self._whole(vol)
-            x, y = _crop(image, starts, size), _crop(regions, starts, size)
+            x, regions = _crop(image, starts, size), _crop(regions, starts, size)
+            y = regions
         x, y = x.astype(np.float32), y.astype(np.float32)
+        if self.augment and self.config.ncr_intensity_aug > 0:
+            ncr_rng = np.random.default_rng([self.seed, self.epoch, index, 3])
+            if ncr_rng.random() < self.config.ncr_intensity_aug:
+                ncr = (regions[1] > 0) & (regions[2] == 0)  # TC without ET, every slice
+                mods = self.config.modalities
+                x = randomise_ncr_intensity(
+                    x.reshape(len(mods), *ncr.shape), ncr, mods, ncr_rng
+                ).reshape(x.shape)
         if self.augment:
             for axis in range(1, x.ndim):
                 if rng.random() < 0.5:

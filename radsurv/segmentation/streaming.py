@@ -223,19 +223,17 @@ class StreamingSliceDataset(RandomPatchDataset):
         self, vol: StreamVolume, z: int, starts: list[int], size: list[int]
     ) -> tuple[np.ndarray, np.ndarray]:
         """The memory loader's sample: slices z-K .. z+K of the box (zero beyond it), each read
-        from its slice file, modality-major; the regions of slice z."""
+        from its slice file, modality-major, and their regions (3, depth, h, w)."""
         k = self.config.context_slices
         if k == 0:
-            return vol.read_patch(z, starts, size)
+            image, regions = vol.read_patch(z, starts, size)
+            return image, regions[:, None]
         (z0, z1), _, _ = vol.box
         image = np.zeros((len(vol.channels), self.config.depth, *size), dtype=np.float32)
-        regions = None
+        regions = np.zeros((3, self.config.depth, *size), dtype=np.uint8)
         for d, zz in enumerate(range(z - k, z + k + 1)):
             if 0 <= zz < z1 - z0:
-                image[:, d], slice_regions = vol.read_patch(zz, starts, size)
-                if zz == z:
-                    regions = slice_regions
-        assert regions is not None  # the centre slice lies in the box
+                image[:, d], regions[:, d] = vol.read_patch(zz, starts, size)
         return image.reshape(-1, *size), regions
 
 

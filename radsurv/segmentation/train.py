@@ -536,6 +536,7 @@ def train_segmentation(
     modality_dropout: float | None = None,
     loader: str = "memory",
     context_slices: int | None = None,
+    ncr_intensity_aug: float | None = None,
 ) -> TrainResult | EnsembleTrainResult:
     """Train a MONAI segmentation model (or a K-fold ensemble) and save its checkpoints.
 
@@ -596,6 +597,11 @@ def train_segmentation(
     context_slices
         2D only: neighbouring axial slices on each side that enter with each slice (2.5D);
         stored in the config. Default the config's value (0, plain 2D, for a default config).
+    ncr_intensity_aug
+        Share of training samples whose necrotic / non-enhancing core gets a random mean
+        intensity and contrast on each modality
+        (:func:`~radsurv.segmentation.datasets.randomise_ncr_intensity`); stored in the config.
+        Default the config's value.
 
     Returns
     -------
@@ -625,7 +631,11 @@ def train_segmentation(
         raise ConfigError(
             "--loader stream draws 2D slices; a 3d model needs --loader memory or mmap"
         )
-    overrides = {"modality_dropout": modality_dropout, "context_slices": context_slices}
+    overrides = {
+        "modality_dropout": modality_dropout,
+        "context_slices": context_slices,
+        "ncr_intensity_aug": ncr_intensity_aug,
+    }
     if config is not None:
         config = with_overrides(config, overrides)
     dev = _configure_device(device)

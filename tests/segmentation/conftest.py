@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from radsurv.data.case import Case
-from radsurv.data.synthetic import make_phantom_case
+from radsurv.data.manifest import build_manifest, write_manifest
+from radsurv.data.synthetic import make_phantom_case, synthesize_cohort
 from radsurv.segmentation import SegmentationConfig, train_segmentation
 
 TINY_SHAPE = (16, 48, 48)  # (z, y, x)
@@ -53,6 +54,16 @@ def tiny_cases() -> list[Case]:
     cases[3].origin = (10.0, -5.0, 3.0)
     assert all((c.labels > 0).any() for c in cases)
     return cases
+
+
+@pytest.fixture(scope="session")
+def small_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Manifest of a 2-case synthetic cohort (12 x 48 x 48) for CLI training tests."""
+    root = tmp_path_factory.mktemp("small_cohort")
+    cohort = synthesize_cohort(root / "cohort", n_cases=2, seed=1, shape=(12, 48, 48))
+    manifest = root / "data_manifest.csv"
+    write_manifest(build_manifest(cohort.root, relative_to=root, checksum=False), manifest)
+    return manifest
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from radsurv.cli import app
 from radsurv.data.hdf5 import read_volume, scan_pack, write_kaggle_volume
-from radsurv.data.manifest import build_manifest, write_manifest
 from radsurv.errors import ConfigError
 from radsurv.segmentation import (
     CheckpointError,
@@ -91,7 +90,11 @@ def test_training_slab_is_the_hand_built_stack(volumes, k):
     for z in (0, 1, n_z // 2, n_z - 1):  # the first and last slices have zero neighbours
         x, regions = ds._patch(vol, z, [0, 0], [h, w])
         np.testing.assert_array_equal(x, hand_stack(vol.image.astype(np.float32), z, k))
-        np.testing.assert_array_equal(regions, vol.regions[:, z])
+        np.testing.assert_array_equal(regions[:, k], vol.regions[:, z])
+        for d in range(-k, k + 1):  # the context slices' regions, zero beyond the box
+            inside = 0 <= z + d < n_z
+            want = vol.regions[:, z + d] if inside else np.zeros_like(vol.regions[:, 0])
+            np.testing.assert_array_equal(regions[:, k + d], want)
     # a patch reaching beyond the box is zero there, as in plain 2D
     x, _ = ds._patch(vol, 2, [-5, w - 10], [16, 16])
     full = hand_stack(vol.image.astype(np.float32), 2, k)
@@ -219,12 +222,8 @@ def test_training_predicting_and_resuming_with_context(tiny_cases, tmp_path):
         train_segmentation(tiny_cases[:3], tmp_path / "x.pt", dim="3d", context_slices=1, **FAST)
 
 
-def test_cli_trains_the_asked_context(tmp_path):
-    from radsurv.data.synthetic import synthesize_cohort
-
-    cohort = synthesize_cohort(tmp_path / "cohort", n_cases=2, seed=1, shape=(12, 48, 48))
-    manifest = tmp_path / "data_manifest.csv"
-    write_manifest(build_manifest(cohort.root, relative_to=tmp_path, checksum=False), manifest)
+def test_cli_trains_the_asked_context(small_manifest, tmp_path):
+    manifest = small_manifest
     model = tmp_path / "model.pt"
     args = "--epochs 1 --steps-per-epoch 1 --batch-size 2 --modalities flair,t1gd --device cpu"
     res = CliRunner().invoke(
