@@ -120,18 +120,20 @@ def train_variant(
     device: str,
     ensemble_k: int,
     context_slices: int | None = None,
-    ncr_intensity_aug: float | None = None,
+    augmentation: dict[str, float | None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train the model of ``variant`` (``2d``, ``ensemble`` or ``3d``) within ``minutes``.
 
-    ``context_slices`` (None: radsurv's default, 0) applies to the 2D variants only.
+    ``context_slices`` (None: radsurv's default, 0) applies to the 2D variants only;
+    ``augmentation`` holds ``train_segmentation``'s augmentation options (``ncr_intensity_aug``,
+    ``spatial_aug``; None: radsurv's default).
     """
     common = {
         "time_limit": minutes,
         "epochs": EPOCHS,
         "seed": seed,
         "device": device,
-        "ncr_intensity_aug": ncr_intensity_aug,
+        **(augmentation or {}),
     }
     two_d = {**common, "dim": "2d", "context_slices": context_slices}
     if variant == "2d":
@@ -207,7 +209,7 @@ def run_fold(
                 args.device,
                 args.ensemble_k,
                 args.context_slices,
-                args.ncr_intensity_aug,
+                {"ncr_intensity_aug": args.ncr_intensity_aug, "spatial_aug": args.spatial_aug},
             )
         path, training = done[base]
         model = load_model(path, device=args.device)
@@ -296,6 +298,12 @@ def main() -> None:
         default=None,
         help="share of training samples whose necrotic core gets a random intensity "
         "(default: radsurv's)",
+    )
+    parser.add_argument(
+        "--spatial-aug",
+        type=float,
+        default=None,
+        help="share of training samples rotated and zoomed in the axial plane (default: radsurv's)",
     )
     parser.add_argument(
         "--external",

@@ -73,6 +73,12 @@ def train(
         help="Share of training samples whose necrotic core gets a random intensity and "
         "contrast on each modality (dark cavity to bright solid necrosis).",
     ),
+    spatial_aug: float | None = typer.Option(
+        None,
+        "--spatial-aug",
+        help="Share of training samples rotated in the axial plane (up to 30 degrees) and "
+        "zoomed (x0.85-1.25) (default 0).",
+    ),
     loader: str = typer.Option(
         "memory",
         "--loader",
@@ -112,6 +118,7 @@ def train(
             modality_dropout=modality_dropout,
             context_slices=context_slices,
             ncr_intensity_aug=ncr_intensity_aug,
+            spatial_aug=spatial_aug,
             loader=loader,
             num_workers=num_workers,
         )

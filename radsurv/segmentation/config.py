@@ -61,6 +61,12 @@ class SegmentationConfig:
         FLAIR as well as bright solid necrosis); see
         :func:`~radsurv.segmentation.datasets.randomise_ncr_intensity`. Checkpoints written
         before this field existed read as 0.
+    spatial_aug
+        Training only: share of training samples rotated in the axial plane (up to
+        :data:`~radsurv.segmentation.datasets.ROTATION_RANGE_DEG`) and zoomed
+        (:data:`~radsurv.segmentation.datasets.SCALE_RANGE`) about their centre; see
+        :func:`~radsurv.segmentation.datasets.rotate_scale`. Checkpoints written before this
+        field existed read as 0.
     """
 
     dim: str = "2d"
@@ -80,6 +86,7 @@ class SegmentationConfig:
     # most of pat0005's dark necrotic core but cost pat0003 0.08 WT Dice (mean WT 0.833 against
     # 0.838 with TTA, mean TC +0.06); with context_slices = 1 it over-segmented pat0005 (0.39).
     ncr_intensity_aug: float = 0.0
+    spatial_aug: float = 0.0
 
     @property
     def depth(self) -> int:
@@ -158,6 +165,11 @@ class SegmentationConfig:
             raise ConfigError(
                 f"--ncr-intensity-aug {self.ncr_intensity_aug} must lie in [0, 1] (the share of "
                 "training samples whose necrotic core gets a random intensity)"
+            )
+        if not 0.0 <= self.spatial_aug <= 1.0:
+            raise ConfigError(
+                f"--spatial-aug {self.spatial_aug} must lie in [0, 1] (the share of training "
+                "samples rotated and zoomed)"
             )
         if self.modality_dropout > 0 and len(self.modalities) < 2:
             raise ConfigError(

@@ -9,10 +9,12 @@ and training is reproducible and resumable.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from radsurv.data.case import Case
@@ -42,6 +44,11 @@ NCR_MEAN_RANGE: dict[str, tuple[float, float]] = {
     "t1gd": (-2.5, 0.5),
 }
 NCR_CONTRAST_RANGE = (0.5, 1.5)  # factor on the core's deviations from its own mean
+# Under ``spatial_aug``: the in-plane rotation (degrees either way) and zoom of a sample. Narrower
+# than nnU-Net's (+-180 degrees in 2D, x0.7-1.4): BraTS volumes are registered upright to an
+# atlas, so a head is never upside down in an axial slice.
+ROTATION_RANGE_DEG = 30.0
+SCALE_RANGE = (0.85, 1.25)
 
 
 @dataclass
@@ -131,6 +138,49 @@ def _crop(array: np.ndarray, starts: list[int], size: list[int]) -> np.ndarray:
     return out
 
 
+def rotated_crop_margin(size: int) -> int:
+    """Voxels added on each side of a ``size`` crop so that, rotated by up to 45 degrees and
+    zoomed out to ``SCALE_RANGE[0]``, the sample is drawn from real voxels, not the crop's edge."""
+    return math.ceil(size * (math.sqrt(2) / SCALE_RANGE[0] - 1) / 2) + 1
+
+
+def rotate_scale(
+    image: np.ndarray, regions: np.ndarray, angle: float, scale: float, size: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate by ``angle`` degrees and zoom by ``scale`` (> 1 enlarges) the last two axes (y, x)
+    of ``image`` and ``regions`` about their centre; return the central ``size`` (h, w) window.
+
+    The image is interpolated bilinearly, the regions by nearest neighbour (so they stay binary
+    and nested); beyond the input both are 0 (background). With angle 0 and scale 1 the result
+    is the input's central window.
+    """
+    theta = math.radians(angle)
+    height, width = image.shape[-2:]
+    # input (y, x) = centre_in + R(angle) / scale @ (output (y, x) - centre_out), in voxels
+    oy, ox = torch.meshgrid(
+        torch.arange(size[0], dtype=torch.float64) - (size[0] - 1) / 2,
+        torch.arange(size[1], dtype=torch.float64) - (size[1] - 1) / 2,
+        indexing="ij",
+    )
+    cos, sin = math.cos(theta) / scale, math.sin(theta) / scale
+    in_y = (height - 1) / 2 + cos * oy - sin * ox
+    in_x = (width - 1) / 2 + sin * oy + cos * ox
+    # grid_sample's (x, y) order, -1 .. 1 spanning the first to the last voxel
+    grid = torch.stack([2 * in_x / (width - 1) - 1, 2 * in_y / (height - 1) - 1], dim=-1)
+    grid = grid.to(torch.float32)[None]
+
+    def warp(array: np.ndarray, mode: str) -> torch.Tensor:
+        planes = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        planes = planes.reshape(1, -1, height, width)
+        out = F.grid_sample(planes, grid, mode=mode, padding_mode="zeros", align_corners=True)
+        return out.reshape(*array.shape[:-2], *size)
+
+    return (
+        warp(image, "bilinear").numpy().astype(image.dtype, copy=False),
+        warp(regions, "nearest").numpy().astype(regions.dtype),
+    )
+
+
 def drop_modalities(
     x: np.ndarray, p: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +256,10 @@ class RandomPatchDataset(Dataset):
     (:func:`drop_modalities`), drawn from a generator of their own so the patch and its
     augmentation are the same as without dropout. With ``config.ncr_intensity_aug`` > 0, that
     share of the samples gets a random intensity for its necrotic / non-enhancing core on each
-    modality (:func:`randomise_ncr_intensity`), also from a generator of its own.
+    modality (:func:`randomise_ncr_intensity`), also from a generator of its own. With
+    ``config.spatial_aug`` > 0, that share of the samples is first cut from a larger crop around
+    the same centre, rotated in the axial plane and zoomed (:func:`rotate_scale`), again with a
+    generator of its own.
 
     Parameters
     ----------
@@ -278,14 +331,29 @@ class RandomPatchDataset(Dataset):
             int(c) - n // 2 + int(rng.integers(-n // 4, n // 4 + 1))
             for c, n in zip(centre, size, strict=True)
         ]
+        spatial_rng = np.random.default_rng([self.seed, self.epoch, index, 4])
+        spatial = self.augment and spatial_rng.random() < self.config.spatial_aug
+        crop_starts, crop_size = starts, size
+        if spatial:
+            # a larger crop around the same centre, rotated and zoomed back to ``size`` below
+            margins = [0] * (len(size) - 2) + [rotated_crop_margin(n) for n in size[-2:]]
+            crop_starts = [s - m for s, m in zip(starts, margins, strict=True)]
+            crop_size = [n + 2 * m for n, m in zip(size, margins, strict=True)]
         if self.config.dim == "2d":
-            x, regions = self._patch(vol, z, starts, size)
-            y = regions[:, self.config.context_slices]
+            x, regions = self._patch(vol, z, crop_starts, crop_size)
         else:
             image, regions = self._whole(vol)
-            x, regions = _crop(image, starts, size), _crop(regions, starts, size)
-            y = regions
-        x, y = x.astype(np.float32), y.astype(np.float32)
+            x, regions = (
+                _crop(image, crop_starts, crop_size),
+                _crop(regions, crop_starts, crop_size),
+            )
+        x = x.astype(np.float32)
+        if spatial:
+            angle = spatial_rng.uniform(-ROTATION_RANGE_DEG, ROTATION_RANGE_DEG)
+            scale = math.exp(spatial_rng.uniform(*np.log(SCALE_RANGE)))
+            x, regions = rotate_scale(x, regions, angle, scale, size[-2:])
+        y = regions[:, self.config.context_slices] if self.config.dim == "2d" else regions
+        y = y.astype(np.float32)
         if self.augment and self.config.ncr_intensity_aug > 0:
             ncr_rng = np.random.default_rng([self.seed, self.epoch, index, 3])
             if ncr_rng.random() < self.config.ncr_intensity_aug:

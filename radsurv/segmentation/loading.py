@@ -51,7 +51,12 @@ def volume_makers(loader: str, stack: ExitStack) -> tuple[VolumeMaker, VolumeMak
 
 
 # Config fields a training option may set over the default (or a given) config.
-OVERRIDABLE: tuple[str, ...] = ("modality_dropout", "context_slices", "ncr_intensity_aug")
+OVERRIDABLE: tuple[str, ...] = (
+    "modality_dropout",
+    "context_slices",
+    "ncr_intensity_aug",
+    "spatial_aug",
+)
 
 
 def with_overrides(

@@ -537,6 +537,7 @@ def train_segmentation(
     loader: str = "memory",
     context_slices: int | None = None,
     ncr_intensity_aug: float | None = None,
+    spatial_aug: float | None = None,
 ) -> TrainResult | EnsembleTrainResult:
     """Train a MONAI segmentation model (or a K-fold ensemble) and save its checkpoints.
 
@@ -602,6 +603,10 @@ def train_segmentation(
         intensity and contrast on each modality
         (:func:`~radsurv.segmentation.datasets.randomise_ncr_intensity`); stored in the config.
         Default the config's value.
+    spatial_aug
+        Share of training samples rotated in the axial plane and zoomed
+        (:func:`~radsurv.segmentation.datasets.rotate_scale`); stored in the config. Default
+        the config's value.
 
     Returns
     -------
@@ -635,6 +640,7 @@ def train_segmentation(
         "modality_dropout": modality_dropout,
         "context_slices": context_slices,
         "ncr_intensity_aug": ncr_intensity_aug,
+        "spatial_aug": spatial_aug,
     }
     if config is not None:
         config = with_overrides(config, overrides)

@@ -66,6 +66,24 @@ def small_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return manifest
 
 
+def train_cli_option(manifest: Path, out: Path, option: str, good: str, bad: str):
+    """Run ``segment train OPTION GOOD`` (one step, FLAIR + T1Gd) on ``manifest`` into ``out``
+    and return the saved model's config; check that ``OPTION BAD`` is refused naming both."""
+    from typer.testing import CliRunner
+
+    from radsurv.cli import app
+    from radsurv.segmentation.checkpoint import read_checkpoint
+
+    args = "--epochs 1 --steps-per-epoch 1 --batch-size 2 --modalities flair,t1gd --device cpu"
+    base = ["segment", "train", "-m", str(manifest), "-o", str(out), "--no-progress", *args.split()]
+    res = CliRunner().invoke(app, [*base, option, good, "--val-fraction", "0"])
+    assert res.exit_code == 0, res.output
+    config = read_checkpoint(out)[1]
+    res = CliRunner().invoke(app, [*base, option, bad])
+    assert res.exit_code != 0 and f"{option} {bad}" in res.output, res.output
+    return config
+
+
 @pytest.fixture(scope="session")
 def trained_model(tiny_cases: list[Case], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A FLAIR+T1Gd 2D model trained for 2 short epochs; returns its best checkpoint."""

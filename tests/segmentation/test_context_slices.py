@@ -12,9 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from radsurv.cli import app
 from radsurv.data.hdf5 import read_volume, scan_pack, write_kaggle_volume
 from radsurv.errors import ConfigError
 from radsurv.segmentation import (
@@ -34,7 +32,7 @@ from radsurv.segmentation.networks import build_network
 from radsurv.segmentation.preprocess import regions_to_labels_tensor
 from radsurv.segmentation.streaming import StreamingSliceDataset, stream_volume
 
-from .conftest import phantom, tiny_config
+from .conftest import phantom, tiny_config, train_cli_option
 
 FAST = {"batch_size": 4, "steps_per_epoch": 2, "progress": False, "device": "cpu"}
 
@@ -223,19 +221,5 @@ def test_training_predicting_and_resuming_with_context(tiny_cases, tmp_path):
 
 
 def test_cli_trains_the_asked_context(small_manifest, tmp_path):
-    manifest = small_manifest
-    model = tmp_path / "model.pt"
-    args = "--epochs 1 --steps-per-epoch 1 --batch-size 2 --modalities flair,t1gd --device cpu"
-    res = CliRunner().invoke(
-        app,
-        ["segment", "train", "-m", str(manifest), "-o", str(model), "--context-slices", "2"]
-        + ["--no-progress", "--val-fraction", "0", *args.split()],
-    )
-    assert res.exit_code == 0, res.output
-    assert read_checkpoint(model)[1].context_slices == 2
-    res = CliRunner().invoke(
-        app,
-        ["segment", "train", "-m", str(manifest), "-o", str(model), "--context-slices", "9"]
-        + ["--no-progress", *args.split()],
-    )
-    assert res.exit_code != 0 and "--context-slices 9" in res.output
+    config = train_cli_option(small_manifest, tmp_path / "model.pt", "--context-slices", "2", "9")
+    assert config.context_slices == 2

@@ -54,9 +54,11 @@ def test_streamed_slices_equal_the_prepared_volume(pack_cases, modalities):
             np.testing.assert_array_equal(regions, mem.regions[:, z])
 
 
-def test_streamed_samples_equal_in_memory_samples(pack_cases):
+@pytest.mark.parametrize("spatial_aug", [0.0, 1.0])
+def test_streamed_samples_equal_in_memory_samples(pack_cases, spatial_aug):
     config = tiny_config(["flair", "t1gd", "t2"])
     config.modality_dropout = 0.3
+    config.spatial_aug = spatial_aug  # rotated samples read a larger crop from the slice files
     mem = RandomPatchDataset([prepare_volume(c, config) for c in pack_cases], config, 32, seed=4)
     st = StreamingSliceDataset([stream_volume(c, config) for c in pack_cases], config, 32, seed=4)
     for epoch in (0, 3):
