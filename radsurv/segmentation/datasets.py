@@ -331,8 +331,11 @@ class RandomPatchDataset(Dataset):
             int(c) - n // 2 + int(rng.integers(-n // 4, n // 4 + 1))
             for c, n in zip(centre, size, strict=True)
         ]
-        spatial_rng = np.random.default_rng([self.seed, self.epoch, index, 4])
-        spatial = self.augment and spatial_rng.random() < self.config.spatial_aug
+        # drawn only when the option is on: constructing a generator per sample is not free
+        spatial = False
+        if self.augment and self.config.spatial_aug > 0:
+            spatial_rng = np.random.default_rng([self.seed, self.epoch, index, 4])
+            spatial = spatial_rng.random() < self.config.spatial_aug
         crop_starts, crop_size = starts, size
         if spatial:
             # a larger crop around the same centre, rotated and zoomed back to ``size`` below

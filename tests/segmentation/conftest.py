@@ -66,7 +66,9 @@ def small_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return manifest
 
 
-def train_cli_option(manifest: Path, out: Path, option: str, good: str, bad: str):
+def train_cli_option(
+    manifest: Path, out: Path, option: str, good: str, bad: str
+) -> SegmentationConfig:
     """Run ``segment train OPTION GOOD`` (one step, FLAIR + T1Gd) on ``manifest`` into ``out``
     and return the saved model's config; check that ``OPTION BAD`` is refused naming both."""
     from typer.testing import CliRunner
