@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from radsurv.data.case import Case
 from radsurv.data.nifti import read_nifti_case
@@ -96,6 +97,15 @@ def threshold_baseline(case: Case) -> np.ndarray:
     return regions_to_labels(np.stack([wt, et, et]))
 
 
+def _steps_taken(path: Path) -> dict[str, Any]:
+    """Epochs trained and their arithmetic, from a model's history (an ensemble index: none)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    history = payload.get("history") if isinstance(payload, dict) else None
+    if not history:
+        return {}
+    return {"epochs": len(history), "precision": history[-1].get("precision")}
+
+
 def _timed_training(train: Callable[[], Path]) -> tuple[Path, dict[str, Any]]:
     """Run ``train``; return its model path and wall time, process CPU time and load average."""
     load_before = os.getloadavg()[0]
@@ -103,6 +113,7 @@ def _timed_training(train: Callable[[], Path]) -> tuple[Path, dict[str, Any]]:
     path = train()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return path, {
+        **_steps_taken(path),
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(cpu, 1),
         "cpu_per_wall": round(cpu / wall, 2) if wall > 0 else float("nan"),
@@ -120,20 +131,20 @@ def train_variant(
     device: str,
     ensemble_k: int,
     context_slices: int | None = None,
-    augmentation: dict[str, float | None] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train the model of ``variant`` (``2d``, ``ensemble`` or ``3d``) within ``minutes``.
 
     ``context_slices`` (None: radsurv's default, 0) applies to the 2D variants only;
-    ``augmentation`` holds ``train_segmentation``'s augmentation options (``ncr_intensity_aug``,
-    ``spatial_aug``; None: radsurv's default).
+    ``options`` holds further ``train_segmentation`` options (``ncr_intensity_aug``,
+    ``spatial_aug``, ``amp``; None: radsurv's default).
     """
     common = {
         "time_limit": minutes,
         "epochs": EPOCHS,
         "seed": seed,
         "device": device,
-        **(augmentation or {}),
+        **{k: v for k, v in (options or {}).items() if v is not None},
     }
     two_d = {**common, "dim": "2d", "context_slices": context_slices}
     if variant == "2d":
@@ -209,7 +220,11 @@ def run_fold(
                 args.device,
                 args.ensemble_k,
                 args.context_slices,
-                {"ncr_intensity_aug": args.ncr_intensity_aug, "spatial_aug": args.spatial_aug},
+                {
+                    "ncr_intensity_aug": args.ncr_intensity_aug,
+                    "spatial_aug": args.spatial_aug,
+                    "amp": False if args.no_amp else None,
+                },
             )
         path, training = done[base]
         model = load_model(path, device=args.device)
@@ -304,6 +319,11 @@ def main() -> None:
         type=float,
         default=None,
         help="share of training samples rotated and zoomed in the axial plane (default: radsurv's)",
+    )
+    parser.add_argument(
+        "--no-amp",
+        action="store_true",
+        help="train in float32 (default: radsurv's, bfloat16 on CPUs that compute it natively)",
     )
     parser.add_argument(
         "--external",

@@ -89,6 +89,12 @@ def train(
     num_workers: int | None = typer.Option(
         None, "--num-workers", help="DataLoader workers (default: 0 on CPU, up to 8 on CUDA)."
     ),
+    amp: bool = typer.Option(
+        True,
+        "--amp/--no-amp",
+        help="Mixed precision: bf16/fp16 autocast on CUDA; on the CPU bf16 for --dim 3d where "
+        "the CPU computes it natively (AMX, AVX-512 BF16). --no-amp trains in float32.",
+    ),
     progress: bool | None = typer.Option(
         None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."
     ),
@@ -121,6 +127,7 @@ def train(
             spatial_aug=spatial_aug,
             loader=loader,
             num_workers=num_workers,
+            amp=amp,
         )
     stop = " (time limit reached)" if result.stopped_by_time else ""
     if folds is not None:
