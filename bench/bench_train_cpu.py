@@ -1,6 +1,6 @@
-"""Training speed on the CPU: mixed precision and memory layout, against float32.
+"""Speed of the segmentation networks on the CPU: training arithmetic and memory layout.
 
-Two measurements, each against its named baseline in the same process, interleaved over
+Three measurements, each against its named baseline in the same process, interleaved over
 ``--repeats`` rounds so that a change in the machine's load hits both alike:
 
 1. ``train_segmentation`` itself, for a fixed number of epochs on the real BraTS 2015 cases
@@ -11,9 +11,12 @@ Two measurements, each against its named baseline in the same process, interleav
    median over the epochs after the first.
 2. One training step of the same network on a random batch of the default crop size, in the
    four combinations of {float32, bfloat16 autocast} x {contiguous, channels-last}: the
-   figures behind the choice of channels-last for 2D only. Baseline: float32, contiguous (the
-   path of the releases before this one). bfloat16 is timed even where the CPU lacks it
-   natively (then emulated), so the figures show what that choice would cost there.
+   figures behind the choice of arithmetic and layout per dimensionality. Baseline: float32,
+   contiguous (the path of the releases before this one). bfloat16 is timed even where the CPU
+   lacks it natively (then emulated), so the figures show what that choice would cost there.
+3. 2D only: inference, one forward pass of the same network without gradients over a batch of
+   32 axial slices of 144 x 176 (a head box), channels-last against the baseline contiguous,
+   with the largest difference of their logits.
 
     .venv/bin/python bench/bench_train_cpu.py
     .venv/bin/python bench/bench_train_cpu.py --dim 3d --repeats 5 --json train_cpu.json
@@ -112,6 +115,25 @@ def step_seconds(
     return float(np.median(times[2:]))
 
 
+def inference_seconds(
+    config: SegmentationConfig, shape: tuple[int, int, int], layout: str
+) -> tuple[float, torch.Tensor]:
+    """Median seconds of a 2D forward pass over ``shape`` = (slices, y, x), and its logits."""
+    torch.manual_seed(0)
+    memory_format = getattr(torch, layout)
+    network = build_network(config).eval().to(memory_format=memory_format)
+    inputs = torch.Generator().manual_seed(1)
+    x = torch.randn(shape[0], config.in_channels, *shape[1:], generator=inputs)
+    x = x.contiguous(memory_format=memory_format)
+    times = []
+    with torch.inference_mode():
+        for _ in range(7):  # the first two pay oneDNN's kernel selection
+            t0 = time.perf_counter()
+            logits = network(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times[2:])), logits
+
+
 def run_dim(dim: str, cases: list[Case], args: argparse.Namespace) -> dict[str, Any]:
     """Both measurements for one dimensionality; prints them and returns the figures."""
     config = cpu_config(dim, cases[0].modalities, args.quick)
@@ -147,7 +169,31 @@ def run_dim(dim: str, cases: list[Case], args: argparse.Namespace) -> dict[str, 
             f"({base / seconds:.2f}x the baseline)"
         )
         rows.append({"arithmetic": arithmetic, "layout": layout, "seconds": seconds})
+    inference = {}
+    if dim == "2d":
+        shape = (8, 48, 48) if args.quick else (32, 144, 176)
+        runs = {layout: [] for layout in ("contiguous_format", "channels_last")}
+        for _ in range(args.repeats):
+            for layout, values in runs.items():
+                values.append(inference_seconds(config, shape, layout))
+        seconds = {layout: float(np.median([v[0] for v in vals])) for layout, vals in runs.items()}
+        diff = float((runs["contiguous_format"][0][1] - runs["channels_last"][0][1]).abs().max())
+        ratio = seconds["contiguous_format"] / seconds["channels_last"]
+        print(
+            f"  inference, {shape[0]} slices of {shape[1]}x{shape[2]}: channels-last "
+            f"{1000 * seconds['channels_last']:.0f} ms; baseline contiguous "
+            f"{1000 * seconds['contiguous_format']:.0f} ms; speed-up {ratio:.2f}x; "
+            f"largest logit difference {diff:.1e}"
+        )
+        inference = {
+            "inference_shape": list(shape),
+            "inference_seconds_channels_last": seconds["channels_last"],
+            "inference_seconds_contiguous": seconds["contiguous_format"],
+            "inference_speedup_channels_last": ratio,
+            "inference_max_logit_difference": diff,
+        }
     return {
+        **inference,
         "dim": dim,
         "channels": list(config.channels),
         "patch_size": list(config.patch_size),

@@ -6,6 +6,7 @@ normalisation, host thresholds and whole-volume post-processing.
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -132,6 +133,23 @@ def test_batch_size_does_not_change_the_result(trained_model, tiny_cases):
     a = segment_case(model, tiny_cases[2], batch_size=1)
     b = segment_case(model, tiny_cases[2], batch_size=64)
     assert np.mean(a != b) < 1e-4
+
+
+def test_2d_models_run_channels_last_on_the_cpu_with_the_contiguous_result(
+    trained_model, tiny_cases
+):
+    model = load_model(trained_model, device="cpu")
+    (network,) = model.members
+    convs = [m.weight for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    # the previous path: the same weights, contiguous, on contiguous slices
+    contiguous = copy.deepcopy(network).to(memory_format=torch.contiguous_format)
+    image = torch.from_numpy(normalise(case_input(tiny_cases[1], model.config)))
+    slices = image.permute(1, 0, 2, 3).contiguous()  # (z, C, y, x): every axial slice
+    with torch.inference_mode():
+        expected = contiguous(slices)
+        got = network(slices.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
 
 
 def _net() -> torch.nn.Module:

@@ -173,3 +173,6 @@ def test_bench_train_cpu_runs_quick(tmp_path):
         combos = {(r["arithmetic"], r["layout"]) for r in dim["step_seconds"]}
         assert len(combos) == 4 and ("fp32", "contiguous") in combos
         assert all(r["seconds"] > 0 for r in dim["step_seconds"])
+    (two_d,) = [d for d in figures["dims"] if d["dim"] == "2d"]
+    assert two_d["inference_seconds_channels_last"] > 0
+    assert two_d["inference_max_logit_difference"] < 1e-4  # layout changes rounding only
