@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from radsurv.data.case import Case
 from radsurv.data.nifti import read_nifti_case
 from radsurv.segmentation import case_scores, load_model, segment_case, train_segmentation
+from radsurv.segmentation.checkpoint import read_checkpoint
 from radsurv.segmentation.metrics import EVAL_REGIONS, mean_scores
 from radsurv.segmentation.predict import SegmentationModel, write_mask
 from radsurv.segmentation.preprocess import foreground_mask, regions_to_labels
@@ -99,8 +99,7 @@ def threshold_baseline(case: Case) -> np.ndarray:
 
 def _steps_taken(path: Path) -> dict[str, Any]:
     """Epochs trained and their arithmetic, from a model's history (an ensemble index: none)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    history = payload.get("history") if isinstance(payload, dict) else None
+    history = read_checkpoint(path)[0].get("history")
     if not history:
         return {}
     return {"epochs": len(history), "precision": history[-1].get("precision")}

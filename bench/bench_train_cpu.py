@@ -135,7 +135,8 @@ def inference_seconds(
 
 
 def run_dim(dim: str, cases: list[Case], args: argparse.Namespace) -> dict[str, Any]:
-    """Both measurements for one dimensionality; prints them and returns the figures."""
+    """The measurements for one dimensionality (inference: 2D only); prints them and returns
+    the figures."""
     config = cpu_config(dim, cases[0].modalities, args.quick)
     steps = 3 if args.quick else STEPS[dim]
     epochs = 2 if args.quick else EPOCHS

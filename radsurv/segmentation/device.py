@@ -54,12 +54,25 @@ def configure_cpu_threads(max_threads: int | None = None) -> int:
     return n
 
 
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cuda_amp_precision() -> str:
+    """Autocast arithmetic on CUDA: ``"bf16"`` where the GPU supports it, else ``"fp16"``."""
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast_at(device: torch.device, precision: str) -> AbstractContextManager:
+    """Autocast at ``precision`` (``"bf16"``, ``"fp16"``) on ``device``; ``"fp32"``: a no-op."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
 def autocast(device: torch.device, enabled: bool = True) -> AbstractContextManager:
     """Mixed precision on CUDA only (bfloat16 when supported, else float16); no-op on CPU."""
-    if device.type != "cuda" or not enabled:
-        return nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    use = device.type == "cuda" and enabled
+    return autocast_at(device, cuda_amp_precision() if use else "fp32")
 
 
 # CPU flags of native bfloat16 arithmetic (Intel AMX, AVX-512 BF16). Without them oneDNN
@@ -98,7 +111,7 @@ def training_precision(device: torch.device, amp: bool = True, dim: str = "2d") 
     if not amp:
         return "fp32"
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return cuda_amp_precision()
     native = device.type == "cpu" and dim == "3d" and cpu_has_native_bf16()
     return "bf16" if native else "fp32"
 
@@ -107,11 +120,7 @@ def training_autocast(
     device: torch.device, amp: bool = True, dim: str = "2d"
 ) -> AbstractContextManager:
     """Autocast for training steps at :func:`training_precision` (a no-op for ``"fp32"``)."""
-    precision = training_precision(device, amp, dim)
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return autocast_at(device, training_precision(device, amp, dim))
 
 
 def needs_grad_scaler(device: torch.device, amp: bool = True) -> bool:

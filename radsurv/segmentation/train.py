@@ -40,10 +40,10 @@ from radsurv.segmentation.checkpoint import (
 from radsurv.segmentation.config import REGION_OUTPUTS, SegmentationConfig
 from radsurv.segmentation.datasets import PreparedVolume, RandomPatchDataset
 from radsurv.segmentation.device import (
+    autocast_at,
     configure_cpu_threads,
     needs_grad_scaler,
     resolve_device,
-    training_autocast,
     training_precision,
 )
 from radsurv.segmentation.ensemble import (
@@ -448,7 +448,7 @@ def _fit(
             x = x.to(dev, non_blocking=True)
             y = y.to(dev, non_blocking=True)
             x = x.contiguous(memory_format=memory_format)
-            with training_autocast(dev, run.amp, config.dim):
+            with autocast_at(dev, precision):
                 logits = network(x)
             loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
